@@ -1,0 +1,58 @@
+# mlstack: the two commands that matter are `make up` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+
+.PHONY: help install env up down status logs train registry test test-unit test-integration compose-check bench lock clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+install: ## install Debian packages and the .venv (only what is missing)
+	@scripts/install.sh runtime
+
+env: ## create .env from .env.example with generated secrets (idempotent)
+	@python3 scripts/init-env.py
+
+up: install env ## start the native stack (S3, MLflow, ...), train a first model, print URLs
+	@$(PY) -m mlstack.native up
+
+down: ## stop the native stack
+	@if [ -x $(PY) ]; then $(PY) -m mlstack.native down; fi
+
+status: ## show each native service and its health
+	@$(PY) -m mlstack.native status
+
+logs: ## follow the native services' logs
+	@$(PY) -m mlstack.native logs -f
+
+train: install env ## train, evaluate and register a model (the stack must be up)
+	@$(PY) -m mlstack train
+
+registry: ## list registered versions, aliases, metrics and recent model events
+	@$(PY) -m mlstack registry show
+
+test: ## install what tests need, then run unit and integration tests (real services)
+	@scripts/install.sh test
+	@$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+test-unit: ## unit tests only (no services)
+	@scripts/install.sh test
+	@$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+compose-check: ## validate docker-compose.yml offline
+	@scripts/install.sh test
+	@tmp=$$(mktemp) && python3 scripts/init-env.py --env $$tmp >/dev/null && \
+	  docker-compose --env-file $$tmp -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
+	  rc=$$?; rm -f $$tmp; exit $$rc
+
+bench: up ## benchmark training and serving on the running stack (writes reports/bench-*.md)
+	@$(PY) scripts/bench_training.py
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	@$(PY) scripts/bench_serving.py
+
+lock: ## re-resolve requirements/lock.txt from pyproject.toml
+	@.venv/bin/uv pip compile pyproject.toml --all-extras --python-version 3.11 --no-header -o requirements/lock.txt
+
+clean: down ## stop the stack and delete local state (var/), keeping .env and .venv
+	rm -rf var

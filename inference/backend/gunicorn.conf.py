@@ -1,0 +1,33 @@
+"""gunicorn settings of an inference slot; native mode and Compose run this same file."""
+
+from mlstack.settings import BackendSettings, load
+
+_settings = load(BackendSettings)
+
+bind = f"{_settings.BACKEND_BIND}:{_settings.BACKEND_PORT}"
+workers = _settings.BACKEND_WORKERS
+worker_class = "gthread"  # keep-alive from nginx; requests are short and CPU-bound
+threads = 2
+timeout = 30
+graceful_timeout = 20
+keepalive = 15
+proc_name = f"mlstack-slot-{_settings.SLOT.lower()}"
+accesslog = None  # nginx logs requests; slots log decisions
+errorlog = "-"
+loglevel = "info"
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    """Mark a dead worker's metric files so its live gauges stop counting (multiprocess mode)."""
+    if _settings.PROMETHEUS_MULTIPROC_DIR:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):  # noqa: ANN001, ANN201
+    """Flush the worker's prediction log before it goes (a killed worker's journal is replayed)."""
+    app = getattr(worker, "wsgi", None)
+    state = getattr(app, "extensions", {}).get("mlstack") if app is not None else None
+    if state is not None:
+        state.close()

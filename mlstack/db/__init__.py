@@ -1,0 +1,1 @@
+"""The app database: the audit trail of model events (and, later, the prediction log)."""

@@ -1,0 +1,1 @@
+"""Native mode: the stack's services as local processes under supervisord."""

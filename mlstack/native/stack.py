@@ -1,0 +1,439 @@
+"""Run the stack natively: supervisord runs the same entrypoints the Compose services run.
+
+`up` renders the supervisord config from settings, starts (or updates) supervisord, waits for
+each service to be healthy, runs the one-shot jobs Compose runs (bucket, migrations, first
+training) and prints the service table. Every step is idempotent: `up` twice is harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+from rich.console import Console
+from rich.table import Table
+
+from mlstack.settings import BackendSettings, StackSettings, env_file, load, process_env
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TEMPLATE = Path(__file__).with_name("supervisord.conf.j2")
+NGINX = "/usr/sbin/nginx"
+
+
+class StackError(RuntimeError):
+    """A service did not come up (or down); the message says which and where its log is."""
+
+
+@dataclass
+class Program:
+    """One long-running service under supervisord, and how to tell it is healthy."""
+
+    name: str
+    title: str
+    url: str
+    purpose: str
+    command: str
+    environment: dict[str, str]
+    health: Callable[[], None]
+    startsecs: int = 2
+    # SeaweedFS takes ~27 s to exit on SIGTERM; its writes are already in the page cache.
+    stopwaitsecs: int = 15
+    directory: Path = ROOT
+
+    def env_line(self) -> str:
+        def quote(value: str) -> str:
+            return '"' + value.replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        return ",".join(f"{k}={quote(v)}" for k, v in self.environment.items())
+
+
+@dataclass
+class Stack:
+    """The native stack described by one StackSettings."""
+
+    settings: StackSettings
+    console: Console = field(default_factory=Console)
+    env_path: Path | None = None  # the dotenv file `set_ab_weight` updates (default: settings.env_file())
+
+    @property
+    def var(self) -> Path:
+        return self.settings.MLSTACK_VAR_DIR
+
+    @property
+    def conf(self) -> Path:
+        return self.var / "supervisord.conf"
+
+    def path(self, *parts: str) -> Path:
+        return self.var.joinpath(*parts)
+
+    # -- programs -------------------------------------------------------------------------------
+
+    def programs(self) -> list[Program]:
+        s = self.settings
+        base = self._base_env()
+        s3_env = {"S3_ENDPOINT_URL": s.S3_ENDPOINT_URL, "S3_BUCKET": s.S3_BUCKET, "S3_REGION": s.S3_REGION,
+                  "S3_ACCESS_KEY_ID": s.S3_ACCESS_KEY_ID.get_secret_value(),
+                  "S3_SECRET_ACCESS_KEY": s.S3_SECRET_ACCESS_KEY.get_secret_value()}
+        weed = " ".join([
+            f"{BIN}/weed server -dir={self.path('s3')} -ip=127.0.0.1 -ip.bind={s.BIND_ADDRESS}",
+            f"-master.port={s.SEAWEEDFS_MASTER_PORT} -master.port.grpc={s.SEAWEEDFS_MASTER_PORT + 10000}",
+            f"-volume.port={s.SEAWEEDFS_VOLUME_PORT} -volume.port.grpc={s.SEAWEEDFS_VOLUME_PORT + 10000}",
+            f"-filer.port={s.SEAWEEDFS_FILER_PORT} -filer.port.grpc={s.SEAWEEDFS_FILER_PORT + 10000}",
+            f"-s3 -s3.port={s.S3_PORT} -s3.port.grpc={s.S3_PORT + 10000} -s3.port.iceberg=0 -s3.port.lance=0",
+            f"-s3.config={self.path('seaweedfs', 's3.json')}",
+            "-master.volumeSizeLimitMB=1024 -master.electionTimeout=1s -volume.max=0 -metricsPort=0",
+        ])
+        return [
+            Program("s3", "S3 (SeaweedFS)", s.S3_ENDPOINT_URL, f"artifact store, bucket s3://{s.S3_BUCKET}",
+                    weed, base, self._s3_health, startsecs=2, stopwaitsecs=5),
+            *(self._slot(slot, port) for slot, port in (("A", s.BACKEND_A_PORT), ("B", s.BACKEND_B_PORT))),
+            Program("nginx", "Web (nginx)", f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}",
+                    f"the web form and /api, split A/B ({s.AB_WEIGHT_B}% to B), sticky per user",
+                    " ".join([NGINX, *self._nginx_args(self.path("nginx", "conf")), "-g", "'daemon off;'"]),
+                    {"PATH": "/usr/sbin:/usr/bin:/bin"},
+                    lambda: _http_ok(f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}/api/split"), startsecs=1),
+            Program("mlflow", "MLflow", s.tracking_uri, "experiment tracking and model registry",
+                    f"bash {ROOT / 'mlflow' / 'start-server.sh'}",
+                    {**base, **s3_env, "MLFLOW_DATABASE_URL": s.MLFLOW_DATABASE_URL, "MLFLOW_HOST": s.BIND_ADDRESS,
+                     "MLFLOW_PORT": str(s.MLFLOW_PORT), "MLFLOW_WORKERS": str(s.MLFLOW_WORKERS),
+                     "MLFLOW_ALLOWED_HOSTS": s.MLFLOW_ALLOWED_HOSTS},
+                    self._mlflow_health, startsecs=3),
+        ]
+
+    def _base_env(self) -> dict[str, str]:
+        """Return the environment every program starts from (the venv first on PATH)."""
+        return {"PATH": f"{BIN}:{process_env().get('PATH', '/usr/bin:/bin')}", "HOME": str(self.path("home")),
+                "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+
+    def _slot(self, slot: str, port: int) -> Program:
+        """An inference slot: it reads .env itself; only per-slot values are passed here."""
+        s = self.settings
+        env = {**self._base_env(), "MLSTACK_ENV_FILE": env_file() or "",
+               "MLSTACK_VAR_DIR": str(self.var), "SLOT": slot, "BACKEND_BIND": s.BIND_ADDRESS,
+               "BACKEND_PORT": str(port), "MLFLOW_TRACKING_URI": s.tracking_uri,
+               "APP_DATABASE_URL": s.APP_DATABASE_URL,
+               "PROMETHEUS_MULTIPROC_DIR": str(self.path("prometheus", f"slot-{slot.lower()}")),
+               "NUMBA_CACHE_DIR": str(self.path("numba-cache"))}
+        url = f"http://{s.BIND_ADDRESS}:{port}"
+        return Program(f"backend-{slot.lower()}", f"Slot {slot}", url,
+                       f"inference slot {slot} ({'champion' if slot == 'A' else 'challenger, else champion'})",
+                       f"bash {ROOT / 'inference' / 'backend' / 'start.sh'}", env,
+                       lambda: _http_ok(f"{url}/ready"), startsecs=2)
+
+    def _s3_health(self) -> None:
+        from mlstack.storage import client
+
+        client(self.settings).list_buckets()
+
+    def _mlflow_health(self) -> None:
+        from mlstack.registry.connection import check_health
+
+        check_health(self.settings.tracking_uri, timeout=3)
+
+    # -- supervisord ----------------------------------------------------------------------------
+
+    def render(self) -> None:
+        """Write the supervisord config and the S3 identities (both 0600: they hold secrets)."""
+        for sub in ("run", "log", "db", "s3", "seaweedfs", "home", "nginx/conf", "nginx/run", "nginx/logs"):
+            self.path(sub).mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        identities = {"identities": [{"name": "mlstack", "credentials": [
+            {"accessKey": s.S3_ACCESS_KEY_ID.get_secret_value(), "secretKey": s.S3_SECRET_ACCESS_KEY.get_secret_value()}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
+        _write_private(self.path("seaweedfs", "s3.json"), json.dumps(identities, indent=2))
+        template = jinja2.Template(TEMPLATE.read_text(), undefined=jinja2.StrictUndefined)
+        text = template.render(var=self.var, root=ROOT, instance=hashlib.sha256(str(self.var).encode()).hexdigest()[:8],
+                               programs=[{"name": p.name, "command": p.command, "directory": p.directory,
+                                          "environment": p.env_line(), "startsecs": p.startsecs,
+                                          "stopwaitsecs": p.stopwaitsecs}
+                                         for p in self.programs()])
+        _write_private(self.conf, text)
+        self.render_nginx(self.path("nginx", "conf"), self.settings.AB_WEIGHT_B)
+
+    def nginx_env(self, weight: int, runtime_dir: Path | None = None) -> dict[str, str]:
+        s = self.settings
+        env = {k: v for k, v in process_env().items() if k.startswith("NGINX_")}
+        return {"PATH": process_env().get("PATH", "/usr/bin:/bin"), **env, "AB_WEIGHT_B": str(weight),
+                "NGINX_LISTEN": f"{s.BIND_ADDRESS}:{s.WEB_PORT}",
+                "BACKEND_A": f"{s.BIND_ADDRESS}:{s.BACKEND_A_PORT}",
+                "BACKEND_B": f"{s.BIND_ADDRESS}:{s.BACKEND_B_PORT}",
+                "NGINX_RUNTIME_DIR": str(runtime_dir or self.path("nginx", "run")),
+                "NGINX_LOG_DIR": str(self.path("nginx", "logs"))}
+
+    def render_nginx(self, out: Path, weight: int, runtime_dir: Path | None = None) -> None:
+        """Render nginx.conf into `out` with nginx/render-config.sh (the script Compose runs too)."""
+        result = subprocess.run(["sh", str(ROOT / "nginx" / "render-config.sh"), str(out)],
+                                env=self.nginx_env(weight, runtime_dir), capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StackError(f"nginx config not rendered: {result.stderr.strip()}")
+
+    def _wait_for_split(self, weight: int, timeout: float = 15.0) -> None:
+        """Wait until nginx's new workers answer with the new weight (reload is asynchronous)."""
+        import urllib.request
+
+        url = f"http://{self.settings.BIND_ADDRESS}:{self.settings.WEB_PORT}/api/split"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if json.loads(resp.read()).get("weight_b") == weight:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise StackError(f"nginx did not pick up the new weight within {timeout:.0f}s")
+
+    def _nginx_args(self, conf_dir: Path) -> list[str]:
+        """Return nginx's prefix, error log and config arguments (start, -t and -s reload must agree)."""
+        return ["-p", str(self.path("nginx")), "-e", str(self.path("nginx", "logs", "error.log")),
+                "-c", str(conf_dir / "nginx.conf")]
+
+    def nginx_test(self, conf_dir: Path) -> None:
+        result = subprocess.run([NGINX, "-t", "-q", *self._nginx_args(conf_dir)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StackError(f"nginx refused the config: {result.stderr.strip()}")
+
+    def set_ab_weight(self, weight: int) -> None:
+        """Re-render nginx with B's share, validate it, reload gracefully, remember it in the env file."""
+        if not 0 <= weight <= 100:
+            raise StackError(f"AB_WEIGHT_B must be a whole number from 0 to 100, got {weight}")
+        staging = self.path("nginx", "conf.staging")
+        # `nginx -t` truncates the pid file its config names: test with a pid file of its own.
+        self.render_nginx(staging, weight, runtime_dir=staging / "run")
+        self.nginx_test(staging)  # the live config is untouched until the new one passes
+        shutil.rmtree(staging, ignore_errors=True)
+        self.render_nginx(self.path("nginx", "conf"), weight)
+        if self.supervisord_pid():
+            result = subprocess.run([NGINX, *self._nginx_args(self.path("nginx", "conf")), "-s", "reload"],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise StackError(f"nginx reload failed: {result.stderr.strip()}")
+            self._wait_for_split(weight)
+        _set_env_value(self.env_path or Path(env_file() or ".env"), "AB_WEIGHT_B", str(weight))
+        self.settings.AB_WEIGHT_B = weight
+        self.console.print(f"B share set to {weight}% (nginx reloaded; AB_WEIGHT_B={weight} saved)")
+
+    def ports(self) -> dict[str, int]:
+        """Return every port this stack listens on, by the setting that chooses it."""
+        s = self.settings
+        out = {name: getattr(s, name) for name in ("WEB_PORT", "BACKEND_A_PORT", "BACKEND_B_PORT", "MLFLOW_PORT",
+                                                   "S3_PORT", "SEAWEEDFS_MASTER_PORT", "SEAWEEDFS_VOLUME_PORT",
+                                                   "SEAWEEDFS_FILER_PORT")}
+        for name in ("S3_PORT", "SEAWEEDFS_MASTER_PORT", "SEAWEEDFS_VOLUME_PORT", "SEAWEEDFS_FILER_PORT"):
+            out[f"{name} + 10000 (gRPC)"] = out[name] + 10000
+        return out
+
+    def check_ports_free(self) -> None:
+        """Refuse to start when another process holds a port we need (health checks would lie)."""
+        import socket
+
+        taken = []
+        for name, port in self.ports().items():
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((self.settings.BIND_ADDRESS, port))
+                except OSError:
+                    taken.append(f"{port} ({name})")
+        if taken:
+            raise StackError("ports already in use by another process: " + ", ".join(taken)
+                             + ". Stop that process or choose other ports in .env.")
+
+    def supervisord_pid(self) -> int | None:
+        """Return supervisord's pid if it is running for this var dir."""
+        pidfile = self.path("run", "supervisord.pid")
+        try:
+            pid = int(pidfile.read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "supervisorctl"), "-c", str(self.conf), *args], capture_output=True,
+                              text=True, check=check, timeout=60)
+
+    def start_supervisor(self) -> None:
+        if self.supervisord_pid():
+            # Reload the config; only programs whose config changed are restarted.
+            self.ctl("reread")
+            self.ctl("update")
+            self.ctl("start", "all", check=False)
+            return
+        env = {k: v for k, v in process_env().items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
+        subprocess.run([str(BIN / "supervisord"), "-c", str(self.conf)], check=True, env=env, cwd=ROOT, timeout=30)
+        deadline = time.monotonic() + 15
+        while not self.path("run", "supervisor.sock").exists():
+            if time.monotonic() > deadline:
+                raise StackError(f"supervisord did not start; see {self.path('log', 'supervisord.log')}")
+            time.sleep(0.1)
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def wait_healthy(self, program: Program, timeout: float) -> float:
+        """Poll a program's health check until it passes; return the seconds it took."""
+        started = time.monotonic()
+        last: Exception | None = None
+        with self.console.status(f"waiting for {program.title} at {program.url} ..."):
+            while time.monotonic() - started < timeout:
+                try:
+                    program.health()
+                    return time.monotonic() - started
+                except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+                    last = exc
+                    state = self.ctl("status", program.name, check=False).stdout.split()
+                    if len(state) > 1 and state[1] == "FATAL":  # supervisord gave up restarting it
+                        break
+                    time.sleep(0.5)
+        log = self.path("log", f"{program.name}.log")
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else "(no log yet)"
+        raise StackError(f"{program.title} not healthy at {program.url} after {timeout:.0f}s: {last}\n"
+                         f"last lines of {log}:\n{tail}")
+
+    def health(self) -> dict[str, str]:
+        """Return each program's health: 'healthy' or the error."""
+        out = {}
+        for program in self.programs():
+            try:
+                program.health()
+                out[program.name] = "healthy"
+            except Exception as exc:  # noqa: BLE001
+                out[program.name] = f"unhealthy: {type(exc).__name__}: {exc}"[:120]
+        return out
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def up(self) -> None:
+        """Start everything, run the one-shot jobs, and print the service table."""
+        from mlstack.db.engine import ensure_database, redact
+        from mlstack.storage import ensure_bucket
+
+        s = self.settings
+        started = time.monotonic()
+        load(BackendSettings)  # fail fast on a bad slot configuration (e.g. a missing secret)
+        for label, url in (("MLflow backend", s.MLFLOW_DATABASE_URL), ("app", s.APP_DATABASE_URL)):
+            try:
+                if ensure_database(url):
+                    self.console.print(f"created {label} database {redact(url)}")
+            except Exception as exc:
+                raise StackError(f"{label} database {redact(url)} is unreachable: {exc}") from exc
+        if not self.supervisord_pid():
+            self.check_ports_free()
+        self.render()
+        self.start_supervisor()
+        programs = {p.name: p for p in self.programs()}
+        took = self.wait_healthy(programs["s3"], s.STARTUP_TIMEOUT_SECONDS)
+        self.console.print(f"[green]✓[/green] S3 healthy ({took:.1f}s)")
+        created = ensure_bucket(s)
+        self.console.print(f"[green]✓[/green] bucket s3://{s.S3_BUCKET} {'created' if created else 'present'}")
+        took = self.wait_healthy(programs["mlflow"], s.STARTUP_TIMEOUT_SECONDS)
+        self.console.print(f"[green]✓[/green] MLflow healthy ({took:.1f}s)")
+        self.run_job("app database migrations", "db", "upgrade")
+        if s.TRAIN_ON_EMPTY_REGISTRY:
+            self.run_job("first model (skipped when a champion exists)", "train", "--if-no-champion",
+                         "--actor", "bootstrap")
+        for name in ("backend-a", "backend-b", "nginx"):
+            took = self.wait_healthy(programs[name], s.STARTUP_TIMEOUT_SECONDS)
+            self.console.print(f"[green]✓[/green] {programs[name].title} ready ({took:.1f}s)")
+        self.print_table(time.monotonic() - started)
+
+    def run_job(self, title: str, *args: str) -> None:
+        """Run a one-shot `python -m mlstack ...` job (as Compose's init jobs do) and stream its output."""
+        self.console.print(f"[bold]→ {title}[/bold]")
+        env = {**process_env(), "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
+               "APP_DATABASE_URL": self.settings.APP_DATABASE_URL,
+               "MLSTACK_VAR_DIR": str(self.var)}
+        result = subprocess.run([sys.executable, "-m", "mlstack", *args], env=env, cwd=ROOT)
+        if result.returncode != 0:
+            raise StackError(f"{title} failed (exit {result.returncode})")
+
+    def print_table(self, seconds: float | None = None) -> None:
+        from mlstack.db.engine import redact
+
+        health = self.health()
+        table = Table(title="mlstack (native)" + (f" — up in {seconds:.0f}s" if seconds is not None else ""))
+        for col in ("service", "URL", "state", "what it is for"):
+            table.add_column(col, overflow="fold")
+        for p in self.programs():
+            state = health[p.name]
+            table.add_row(p.title, p.url, f"[green]{state}[/green]" if state == "healthy" else f"[red]{state}[/red]",
+                          p.purpose)
+        table.add_row("MLflow store", redact(self.settings.MLFLOW_DATABASE_URL), "", "runs, models, aliases")
+        table.add_row("App database", redact(self.settings.APP_DATABASE_URL), "", "model_events audit trail")
+        self.console.print(table)
+        self.console.print(f"logs: {self.path('log')}   (make logs)   stop: make down")
+
+    def status(self) -> bool:
+        """Print supervisord's view and the health table; return True if all are healthy."""
+        if not self.supervisord_pid():
+            self.console.print("mlstack (native) is not running — start it with `make up`")
+            return False
+        self.console.print(self.ctl("status", check=False).stdout.rstrip())
+        self.print_table()
+        return all(v == "healthy" for v in self.health().values())
+
+    def down(self, timeout: float = 60) -> None:
+        """Stop every service and supervisord itself."""
+        pid = self.supervisord_pid()
+        if not pid:
+            self.console.print("mlstack (native) is not running")
+            return
+        self.ctl("shutdown", check=False)
+        deadline = time.monotonic() + timeout
+        while self.supervisord_pid():
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.2)
+        self.console.print("mlstack (native) stopped")
+
+    def logs(self, follow: bool, lines: int, services: list[str]) -> int:
+        files = [self.path("log", f"{name}.log") for name in (services or [p.name for p in self.programs()])]
+        existing = [str(f) for f in files if f.exists()]
+        if not existing:
+            self.console.print("no logs yet — start the stack with `make up`")
+            return 1
+        return subprocess.call(["tail", "-n", str(lines), *(["-F"] if follow else []), *existing])
+
+
+def _http_ok(url: str, timeout: float = 3.0) -> None:
+    """Raise unless GET url answers 2xx."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        if not 200 <= resp.status < 300:
+            raise OSError(f"{url} answered {resp.status}")
+
+
+def _set_env_value(path: Path, name: str, value: str) -> None:
+    """Set NAME=value in a dotenv file (replacing the line, or appending it)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    out, done = [], False
+    for line in lines:
+        if line.startswith(f"{name}="):
+            out.append(f"{name}={value}")
+            done = True
+        else:
+            out.append(line)
+    if not done:
+        out.append(f"{name}={value}")
+    path.write_text("\n".join(out) + "\n")
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)

@@ -1,0 +1,376 @@
+"""The inference backend: a Flask application factory, run by gunicorn as one slot (A or B).
+
+    gunicorn -c inference/backend/gunicorn.conf.py "mlstack.serving.app:create_app()"
+
+Errors are JSON everywhere: {"error", "message", "fields": {field: reason}}; bad input is a 4xx.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from mlstack.contract import DataContract
+from mlstack.contracts import get_contract
+from mlstack.serving import metrics
+from mlstack.serving.models import LoadedModel, ModelManager
+from mlstack.serving.predlog import PredictionLog
+from mlstack.serving.schemas import FeedbackRequest, describe_errors, record_model
+from mlstack.settings import BackendSettings, export_mlflow_client_env, load
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error answered as JSON with a 4xx/5xx status."""
+
+    def __init__(self, status: int, error: str, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message, self.fields = status, error, message, fields or {}
+
+
+@dataclass
+class Serving:
+    """What the request handlers need, attached to the app in the factory."""
+
+    settings: BackendSettings
+    contract: DataContract
+    manager: ModelManager
+    predlog: PredictionLog
+    secret: bytes
+    record: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.record = record_model(self.contract)
+
+    def model(self) -> LoadedModel:
+        model = self.manager.current
+        if model is None:
+            raise ApiError(503, "not_ready", "no model loaded yet: " + (self.manager.last_error or "starting"))
+        return model
+
+    def new_prediction_id(self) -> str:
+        raw = uuid.uuid4().hex
+        return raw + hmac.new(self.secret, raw.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def issued(self, prediction_id: str) -> bool:
+        """Return True if this stack issued the id (its MAC matches): no database lookup needed."""
+        if len(prediction_id) != 48:
+            return False
+        raw, mac = prediction_id[:32], prediction_id[32:]
+        expected = hmac.new(self.secret, raw.encode(), hashlib.sha256).hexdigest()[:16]
+        return hmac.compare_digest(mac, expected)
+
+    def close(self) -> None:
+        self.manager.stop()
+        self.predlog.close()
+
+
+def serving() -> Serving:
+    return current_app.extensions["mlstack"]
+
+
+def _user_hash() -> str | None:
+    user = request.headers.get("X-User-Id")
+    return hashlib.sha256(user.encode()).hexdigest()[:32] if user else None
+
+
+def _json_body() -> Any:
+    if not request.data:
+        raise ApiError(400, "invalid_body", "the request body is empty; send a JSON object",
+                       {"(body)": "must be a JSON object"})
+    body = request.get_json(silent=True, force=True)
+    if body is None:
+        raise ApiError(400, "invalid_json", "the request body is not valid JSON", {"(body)": "must be valid JSON"})
+    return body
+
+
+def _log_row(s: Serving, model: LoadedModel, prediction_id: str, created_at: float, user_hash: str | None,
+             record: dict[str, Any], value: float, latency_ms: float) -> dict[str, Any]:
+    """Return one `predictions` row for the prediction log (columns of mlstack.db.schema.predictions)."""
+    return {"prediction_id": prediction_id, "created_at": created_at, "variant": s.settings.SLOT,
+            "model_name": model.name, "model_version": model.version, "model_alias": model.alias,
+            "user_hash": user_hash, "request_id": g.request_id, "features": record, "prediction": value,
+            "latency_ms": latency_ms}
+
+
+def _validate(s: Serving, row: Any) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise ApiError(422, "validation_error", "a record must be a JSON object", {"(body)": "must be a JSON object"})
+    try:
+        return s.record.model_validate(row).model_dump()
+    except ValidationError as exc:
+        fields = describe_errors(exc, s.contract)
+        raise ApiError(422, "validation_error", f"{len(fields)} field(s) are invalid", fields) from exc
+
+
+api = Blueprint("api", __name__)
+
+
+@api.post("/predict")
+def predict() -> Response:
+    s = serving()
+    record = _validate(s, _json_body())
+    model = s.model()
+    started = time.perf_counter()
+    value = model.predict_record(record, s.contract)
+    latency_ms = (time.perf_counter() - started) * 1000
+    prediction_id = s.new_prediction_id()
+    s.predlog.record("prediction", _log_row(s, model, prediction_id, time.time(), _user_hash(), record, value,
+                                            latency_ms))
+    metrics.PREDICTIONS.labels(s.settings.SLOT, model.version).inc()
+    g.model = model
+    return jsonify(prediction_id=prediction_id, prediction=value, model=model.describe(), variant=s.settings.SLOT)
+
+
+def _csv_rows(s: Serving) -> list[Any]:
+    upload = request.files.get("file")
+    raw = upload.read() if upload is not None else request.get_data()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_csv", "the CSV is not UTF-8 text", {"file": "must be UTF-8 CSV"}) from exc
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        raise ApiError(400, "invalid_csv", "the CSV has no header row", {"file": "needs a header row"})
+    numeric = set(s.contract.numeric_features)
+    rows = []
+    for row in reader:
+        clean: dict[str, Any] = {}
+        for key, value in row.items():
+            if key is None:  # more cells than headers
+                clean["(row)"] = value
+                continue
+            value = (value or "").strip()
+            if key in numeric:
+                if value == "":
+                    clean[key] = None
+                else:
+                    try:
+                        clean[key] = float(value)
+                    except ValueError:
+                        clean[key] = value  # left as text: validation names the field
+            else:
+                clean[key] = value
+        rows.append(clean)
+    return rows
+
+
+@api.post("/predict/batch")
+def predict_batch() -> Response:
+    s = serving()
+    limit = s.settings.BATCH_MAX_ROWS
+    if request.mimetype in ("text/csv", "multipart/form-data"):
+        rows = _csv_rows(s)
+    else:
+        body = _json_body()
+        if not isinstance(body, dict) or set(body) != {"records"} or not isinstance(body["records"], list):
+            raise ApiError(422, "validation_error", 'send {"records": [...]} or a CSV file',
+                           {"records": "must be the only key, holding a list of records"})
+        rows = body["records"]
+    if not rows:
+        raise ApiError(422, "validation_error", "the batch is empty", {"records": "must hold at least one record"})
+    if len(rows) > limit:
+        raise ApiError(413, "batch_too_large", f"{len(rows)} rows is more than the limit of {limit}",
+                       {"records": f"at most {limit} rows"})
+    model = s.model()
+    valid: list[dict[str, Any]] = []
+    positions: list[int] = []
+    results: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        try:
+            valid.append(_validate(s, row))
+            positions.append(i)
+            results.append({"row": i})
+        except ApiError as exc:
+            results.append({"row": i, "fields": exc.fields})
+    if valid:
+        started = time.perf_counter()
+        values = model.predict_frame(pd.DataFrame.from_records(valid, columns=s.contract.feature_names), s.contract)
+        latency_ms = (time.perf_counter() - started) * 1000 / len(valid)
+        now, user = time.time(), _user_hash()
+        log_rows = []
+        for pos, record, value in zip(positions, valid, values, strict=True):
+            pid = s.new_prediction_id()
+            results[pos].update(prediction_id=pid, prediction=float(value))
+            log_rows.append(_log_row(s, model, pid, now, user, record, float(value), latency_ms))
+        s.predlog.record_many("prediction", log_rows)
+        metrics.PREDICTIONS.labels(s.settings.SLOT, model.version).inc(len(valid))
+    g.model = model
+    return jsonify(model=model.describe(), variant=s.settings.SLOT, predicted=len(valid),
+                   rejected=len(rows) - len(valid), results=results)
+
+
+@api.post("/feedback")
+def feedback() -> tuple[Response, int]:
+    s = serving()
+    body = _json_body()
+    if not isinstance(body, dict):
+        raise ApiError(422, "validation_error", "send a JSON object", {"(body)": "must be a JSON object"})
+    try:
+        fb = FeedbackRequest.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", "the feedback is invalid", describe_errors(exc)) from exc
+    target = s.contract.target
+    if not target.minimum <= fb.actual <= target.maximum:
+        raise ApiError(422, "validation_error", "the actual value is out of range",
+                       {"actual": f"must be a number from {target.minimum:g} to {target.maximum:g}"})
+    if not s.issued(fb.prediction_id):
+        raise ApiError(404, "unknown_prediction", "no prediction has this id",
+                       {"prediction_id": "was not issued by this service"})
+    s.predlog.record("feedback", {"prediction_id": fb.prediction_id, "actual": fb.actual, "received_at": time.time()})
+    metrics.FEEDBACK.labels(s.settings.SLOT).inc()
+    return jsonify(prediction_id=fb.prediction_id, status="accepted"), 202
+
+
+@api.get("/schema")
+def schema() -> Response:
+    c = serving().contract
+    fields = [{"name": f.name, "type": {"float": "number", "int": "integer", "category": "string"}[f.dtype],
+               "label": f.label, "description": f.description, "unit": f.unit, "minimum": f.minimum,
+               "maximum": f.maximum, "categories": list(f.categories) or None, "nullable": f.nullable,
+               "default": f.default, "rule": f.describe_range()} for f in c.features]
+    return jsonify(contract=c.name, title=c.title, notes=c.notes, fields=fields, example=c.example(),
+                   target={"name": c.target.name, "label": c.target.label, "unit": c.target.unit,
+                           "minimum": c.target.minimum, "maximum": c.target.maximum, "cap": c.target.cap},
+                   prediction=c.prediction)
+
+
+@api.get("/model-info")
+def model_info() -> Response:
+    s = serving()
+    m = s.manager.current
+    return jsonify(slot=s.settings.SLOT, follows=list(s.manager.follow), model=m.describe() if m else None,
+                   source=m.source if m else None, loaded_at=m.loaded_at if m else None,
+                   compiled=bool(m and m.compiled), last_error=s.manager.last_error,
+                   refused_versions=s.manager.refused)
+
+
+ops = Blueprint("ops", __name__)
+
+
+@ops.get("/health")
+def health() -> Response:
+    return jsonify(status="ok", slot=serving().settings.SLOT)
+
+
+@ops.get("/ready")
+def ready() -> tuple[Response, int]:
+    s = serving()
+    m = s.manager.current
+    if m is None:
+        return jsonify(status="not_ready", slot=s.settings.SLOT, reason=s.manager.last_error or "starting"), 503
+    return jsonify(status="ready", slot=s.settings.SLOT, model=m.describe()), 200
+
+
+@ops.get("/metrics")
+def metrics_endpoint() -> Response:
+    body, content_type = metrics.render(serving().settings.PROMETHEUS_MULTIPROC_DIR)
+    return Response(body, content_type=content_type)
+
+
+@ops.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(current_app.extensions["mlstack.openapi"])
+
+
+def _before() -> None:
+    g.started = time.perf_counter()
+    g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    g.model = None
+
+
+def _after(response: Response) -> Response:
+    s = serving()
+    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+    metrics.REQUESTS.labels(s.settings.SLOT, endpoint, str(response.status_code)).inc()
+    metrics.LATENCY.labels(s.settings.SLOT, endpoint).observe(time.perf_counter() - g.get("started", 0.0))
+    response.headers["X-Model-Variant"] = s.settings.SLOT
+    model = g.get("model") or s.manager.current
+    if model is not None:
+        response.headers["X-Model-Version"] = model.version
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    return response
+
+
+def _api_error(exc: ApiError) -> tuple[Response, int]:
+    return jsonify(error=exc.error, message=exc.message, fields=exc.fields), exc.status
+
+
+def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    code = exc.code or 500
+    fields = {"(body)": f"must be at most {current_app.config['MAX_CONTENT_LENGTH']} bytes"} if code == 413 else {}
+    return jsonify(error=(exc.name or "error").lower().replace(" ", "_"), message=exc.description or exc.name,
+                   fields=fields), code
+
+
+def _unexpected(exc: Exception) -> tuple[Response, int]:
+    log.exception("unhandled error")
+    return jsonify(error="internal_error", message="an unexpected error occurred; it has been logged",
+                   fields={}), 500
+
+
+def create_app(settings: BackendSettings | None = None, *, start: bool = True) -> Flask:
+    """Build a slot's app: settings, contract, model manager, prediction log, routes."""
+    from mlstack.db.engine import create_engine
+    from mlstack.serving.openapi import build_spec
+
+    settings = settings or load(BackendSettings)
+    export_mlflow_client_env(settings)  # a poll against a dead registry must give up in seconds
+    contract = get_contract(settings.DATA_CONTRACT)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.MAX_BODY_BYTES
+    app.json.sort_keys = False
+
+    shown: list[tuple[str, ...]] = []  # the model-info series this process set to 1
+
+    def on_model_event(kind: str, model: LoadedModel | None, detail: str) -> None:
+        if kind == "refused":
+            metrics.MODEL_REFUSED.labels(settings.SLOT).inc()
+            return
+        if model is not None:
+            metrics.MODEL_SWAPS.labels(settings.SLOT, model.version).inc()
+            for labels in shown:  # Gauge.clear() does not work in multiprocess mode: zero the old series
+                metrics.MODEL_INFO.labels(*labels).set(0)
+            shown[:] = [(settings.SLOT, model.version, model.alias, str(model.compiled is not None))]
+            metrics.MODEL_INFO.labels(*shown[0]).set(1)
+
+    manager = ModelManager(slot=settings.SLOT, model_name=settings.MODEL_NAME,
+                           tracking_uri=settings.MLFLOW_TRACKING_URI, contract=contract,
+                           cache_dir=settings.MODEL_CACHE_DIR, poll_seconds=settings.MODEL_POLL_SECONDS,
+                           fast_path=settings.FAST_PATH, on_event=on_model_event)
+
+    def on_flush(flushed: int, pending: int, spilled: int) -> None:
+        metrics.LOG_PENDING.labels(settings.SLOT).set(pending)
+        if spilled:
+            metrics.LOG_SPILLED.labels(settings.SLOT).inc(spilled)
+
+    predlog = PredictionLog(settings.PREDICTION_LOG_DIR, create_engine(settings.APP_DATABASE_URL),
+                            flush_seconds=settings.PREDICTION_FLUSH_SECONDS, on_flush=on_flush)
+    state = Serving(settings, contract, manager, predlog, settings.PREDICTION_ID_SECRET.get_secret_value().encode())
+    app.extensions["mlstack"] = state
+    app.extensions["mlstack.openapi"] = build_spec(contract, settings.BATCH_MAX_ROWS)
+
+    app.register_blueprint(api)
+    app.register_blueprint(ops)
+    app.before_request(_before)
+    app.after_request(_after)
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+    if start:
+        predlog.start()
+        manager.start()
+    return app

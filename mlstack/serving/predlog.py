@@ -1,0 +1,209 @@
+"""Record predictions and feedback without blocking requests, and never lose an accepted one.
+
+Each accepted record is appended (one `write`) to this process's current journal segment and
+kept in memory. A background thread swaps in a fresh segment every `flush_seconds`, inserts the
+batch into the app database and deletes the old segment. If the database is down, the old
+segment simply stays on disk: that is the spill. Any process replays spilled segments (its own,
+or those of dead workers, found by `flock`) once the database answers; inserts are idempotent
+(predictions by id; feedback upserted by prediction id), so a replay twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mlstack.db.schema import feedback, predictions
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".jsonl"
+
+
+def _upsert(engine: Engine, table: sa.Table, rows: list[dict[str, Any]], update: list[str]) -> None:
+    if not rows:
+        return
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table)
+    key = [c.name for c in table.primary_key.columns]
+    stmt = (stmt.on_conflict_do_update(index_elements=key, set_={c: stmt.excluded[c] for c in update})
+            if update else stmt.on_conflict_do_nothing(index_elements=key))
+    with engine.begin() as conn:
+        conn.execute(stmt, rows)
+
+
+def write_rows(engine: Engine, records: list[tuple[str, dict[str, Any]]]) -> None:
+    """Insert journal records [(kind, row)] idempotently, predictions before feedback."""
+    preds = [_decode(r) for k, r in records if k == "prediction"]
+    fbs: dict[str, dict[str, Any]] = {}
+    for k, r in records:
+        if k == "feedback":
+            fbs[r["prediction_id"]] = _decode(r)  # last write wins within a batch too
+    _upsert(engine, predictions, preds, update=[])
+    _upsert(engine, feedback, list(fbs.values()), update=["actual", "received_at"])
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    out = dict(row)
+    for key in ("created_at", "received_at"):
+        if isinstance(out.get(key), (int, float)):
+            out[key] = datetime.fromtimestamp(out[key], UTC)
+    return out
+
+
+class PredictionLog:
+    """A journal-backed buffer in front of the app database (one per process)."""
+
+    def __init__(self, directory: Path, engine: Engine, *, flush_seconds: float = 0.5,
+                 on_flush: Callable[[int, int, int], None] | None = None) -> None:
+        self.directory = directory
+        self.engine = engine
+        self.flush_seconds = flush_seconds
+        self.on_flush = on_flush  # (flushed rows, pending rows, spilled rows) for metrics
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.spilled_rows = 0
+        self.db_ok = True
+
+    # -- request path -------------------------------------------------------------------------
+
+    def record(self, kind: str, row: dict[str, Any]) -> None:
+        """Journal one record and queue it for the database (a few microseconds)."""
+        line = (json.dumps([kind, row], separators=(",", ":"), default=str) + "\n").encode()
+        with self._lock:
+            if self._fd is None:
+                self._open_segment()
+            os.write(self._fd, line)  # type: ignore[arg-type]
+            self._pending.append((kind, row))
+
+    def record_many(self, kind: str, rows: list[dict[str, Any]]) -> None:
+        data = b"".join((json.dumps([kind, r], separators=(",", ":"), default=str) + "\n").encode() for r in rows)
+        with self._lock:
+            if self._fd is None:
+                self._open_segment()
+            os.write(self._fd, data)  # type: ignore[arg-type]
+            self._pending.extend((kind, r) for r in rows)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # -- segments -------------------------------------------------------------------------------
+
+    def _open_segment(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._path = self.directory / f"{os.getpid()}-{time.time_ns()}{SUFFIX}"
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # held while this process may still append
+
+    def _swap(self) -> tuple[int | None, Path | None, list[tuple[str, dict[str, Any]]]]:
+        with self._lock:
+            fd, path, rows = self._fd, self._path, self._pending
+            self._fd, self._path, self._pending = None, None, []
+        return fd, path, rows
+
+    # -- background flushing --------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Write the current batch to the database; keep its segment on disk if that fails."""
+        fd, path, rows = self._swap()
+        spilled = 0
+        ok = True
+        if rows:
+            try:
+                write_rows(self.engine, rows)
+                os.unlink(path)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - any database failure means "spill"
+                ok = False
+                spilled = len(rows)
+                self.spilled_rows += spilled
+                if self.db_ok:
+                    log.error("prediction log: database unavailable, %d rows spilled to %s: %s", len(rows), path, exc)
+            finally:
+                if fd is not None:
+                    os.close(fd)  # releases the lock: the segment is now replayable by anyone
+        if ok:
+            ok = self.replay()
+        if ok and not self.db_ok:
+            log.warning("prediction log: database back; spill replayed")
+        self.db_ok = ok
+        if self.on_flush:
+            self.on_flush(len(rows) if ok else 0, self.pending, spilled)
+        return ok
+
+    def replay(self) -> bool:
+        """Insert every unlocked segment in the directory (spills, dead workers); True if all went in."""
+        if not self.directory.exists():
+            return True
+        for path in sorted(self.directory.glob(f"*{SUFFIX}")):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live process still owns it
+                if not path.exists():
+                    continue  # replayed by someone else between listing and locking
+                records = _read_segment(path)
+                for start in range(0, len(records), 5000):
+                    write_rows(self.engine, records[start:start + 5000])
+                os.unlink(path)
+                log.info("prediction log: replayed %d rows from %s", len(records), path.name)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("prediction log: replay of %s failed: %s", path, exc)
+                return False
+            finally:
+                os.close(fd)
+        return True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the flusher must never die
+                log.exception("prediction log: flush failed")
+
+    def close(self) -> None:
+        """Stop the thread and flush what is left (called on worker exit)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self.flush()
+
+
+def _read_segment(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    records = []
+    with path.open("rb") as fh:
+        for line in fh:
+            try:
+                kind, row = json.loads(line)
+                records.append((kind, row))
+            except ValueError:
+                log.warning("prediction log: skipping a torn line in %s", path.name)
+    return records

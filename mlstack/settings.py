@@ -1,0 +1,238 @@
+"""Build each service's settings from the environment (and `.env`), validated at start-up.
+
+One settings class per service; field names equal the environment variable names. This is the
+only module that reads `os.environ`. `.env.example` documents every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Ephemeral client ports (32768-60999) can steal a listening port: keep services below.
+MAX_PORT = 32767
+
+S = TypeVar("S", bound="_Settings")
+
+
+def env_file() -> str | None:
+    """Return the dotenv file settings read (absolute): `MLSTACK_ENV_FILE`, else `.env` in the working dir."""
+    name = os.environ.get("MLSTACK_ENV_FILE", ".env")
+    return str(Path(name).absolute()) if name else None
+
+
+def load(cls: type[S], **overrides: Any) -> S:
+    """Build settings of `cls` from the environment, the dotenv file and explicit overrides."""
+    return cls(_env_file=env_file(), **overrides)  # type: ignore[call-arg]
+
+
+def normalize_database_url(url: str) -> str:
+    """Pin PostgreSQL URLs to psycopg2 (SQLAlchemy 2.1 maps bare `postgresql://` to psycopg 3)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
+def _port(value: int, name: str) -> int:
+    if not 1 <= value <= MAX_PORT:
+        raise ValueError(f"{name} must be between 1 and {MAX_PORT} (ephemeral ports can be stolen), got {value}")
+    return value
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True,
+        env_ignore_empty=True,
+    )
+
+    MLSTACK_VAR_DIR: Path = Field(Path("var"), description="Local state: logs, SQLite files, S3 data, caches.")
+
+    @field_validator("MLSTACK_VAR_DIR")
+    @classmethod
+    def _absolute_var_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    def sqlite_url(self, name: str) -> str:
+        """Return the embedded SQLite URL used when no database URL is configured."""
+        return f"sqlite:///{self.MLSTACK_VAR_DIR / 'db' / name}.db"
+
+
+class _MlflowClient(_Settings):
+    """How hard an MLflow client retries each request (MLflow's own default retries for minutes)."""
+
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES: int = Field(3, ge=0, le=10)
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR: int = Field(1, ge=0, le=10)
+    MLFLOW_HTTP_REQUEST_TIMEOUT: int = Field(60, ge=1, le=600)
+
+
+class TrainingSettings(_MlflowClient):
+    """Settings of the trainer: the CLI, the bootstrap job and (later) the Airflow tasks."""
+
+    MLFLOW_TRACKING_URI: str = ""
+    MLFLOW_PORT: int = 5000
+    MLFLOW_EXPERIMENT_NAME: str = "house-price"
+    MODEL_NAME: str = "house-price"
+    DATA_CONTRACT: str = "california_housing"
+    DATA_PATH: Path = Path("data/housing.csv")
+    APP_DATABASE_URL: str = ""
+    SPLIT_SEED: int = 42
+    HOLDOUT_FRACTION: float = Field(0.2, gt=0.04, lt=0.51)
+    VALIDATION_FRACTION: float = Field(0.2, gt=0.04, lt=0.51)
+    TRAIN_FAMILIES: str = "linear,random_forest,hist_gradient_boosting"
+    SEARCH_ITERATIONS: int = Field(6, ge=0, le=50)
+    PROMOTION_MIN_IMPROVEMENT: float = Field(0.0, ge=0.0, lt=1.0)
+    MLFLOW_CONNECT_ATTEMPTS: int = Field(5, ge=1, le=30)
+    MLFLOW_CONNECT_BACKOFF_SECONDS: float = Field(1.0, ge=0.0, le=30.0)
+    GIT_COMMIT: str = ""
+
+    @field_validator("MLFLOW_PORT")
+    @classmethod
+    def _check_port(cls, value: int) -> int:
+        return _port(value, "MLFLOW_PORT")
+
+    @model_validator(mode="after")
+    def _derive(self) -> TrainingSettings:
+        if not self.MLFLOW_TRACKING_URI:
+            self.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{self.MLFLOW_PORT}"
+        url = self.APP_DATABASE_URL or self.sqlite_url("app")
+        self.APP_DATABASE_URL = normalize_database_url(url)
+        unknown = set(self.families) - {"linear", "random_forest", "hist_gradient_boosting"}
+        if unknown or not self.families:
+            raise ValueError(
+                "TRAIN_FAMILIES must list one or more of linear, random_forest, hist_gradient_boosting;"
+                f" got {self.TRAIN_FAMILIES!r}"
+            )
+        return self
+
+    @property
+    def families(self) -> list[str]:
+        return [f.strip() for f in self.TRAIN_FAMILIES.split(",") if f.strip()]
+
+
+class BackendSettings(_MlflowClient):
+    """Settings of one inference slot (the Flask backend under gunicorn)."""
+
+    SLOT: Literal["A", "B"] = "A"
+    MODEL_NAME: str = "house-price"
+    DATA_CONTRACT: str = "california_housing"
+    MLFLOW_TRACKING_URI: str = ""
+    MLFLOW_PORT: int = 5000
+    APP_DATABASE_URL: str = ""
+    PREDICTION_ID_SECRET: SecretStr = Field(min_length=16)
+    MODEL_POLL_SECONDS: float = Field(5.0, gt=0, le=300)
+    MODEL_CACHE_DIR: Path | None = None
+    PREDICTION_LOG_DIR: Path | None = None
+    PREDICTION_FLUSH_SECONDS: float = Field(0.5, gt=0, le=60)
+    BATCH_MAX_ROWS: int = Field(10_000, ge=1, le=1_000_000)
+    MAX_BODY_BYTES: int = Field(16 * 1024 * 1024, ge=1024)
+    FAST_PATH: bool = True
+    BACKEND_BIND: str = "127.0.0.1"
+    BACKEND_PORT: int = 8001
+    BACKEND_WORKERS: int = Field(2, ge=1, le=32)
+    PROMETHEUS_MULTIPROC_DIR: Path | None = None
+
+    @model_validator(mode="after")
+    def _derive(self) -> BackendSettings:
+        _port(self.BACKEND_PORT, "BACKEND_PORT")
+        _port(self.MLFLOW_PORT, "MLFLOW_PORT")
+        if not self.MLFLOW_TRACKING_URI:
+            self.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{self.MLFLOW_PORT}"
+        self.APP_DATABASE_URL = normalize_database_url(self.APP_DATABASE_URL or self.sqlite_url("app"))
+        self.MODEL_CACHE_DIR = (self.MODEL_CACHE_DIR or self.MLSTACK_VAR_DIR / "model-cache").absolute()
+        self.PREDICTION_LOG_DIR = (self.PREDICTION_LOG_DIR or self.MLSTACK_VAR_DIR / "prediction-log").absolute()
+        return self
+
+
+class StorageSettings(_Settings):
+    """Settings of the object-store client (bucket job, artifact checks)."""
+
+    S3_ENDPOINT_URL: str = ""
+    S3_PORT: int = 9000
+    S3_BUCKET: str = "mlstack"
+    S3_REGION: str = "us-east-1"
+    S3_ACCESS_KEY_ID: SecretStr
+    S3_SECRET_ACCESS_KEY: SecretStr
+
+    @model_validator(mode="after")
+    def _derive(self) -> StorageSettings:
+        _port(self.S3_PORT, "S3_PORT")
+        if not self.S3_ENDPOINT_URL:
+            self.S3_ENDPOINT_URL = f"http://127.0.0.1:{self.S3_PORT}"
+        return self
+
+
+class StackSettings(StorageSettings):
+    """Settings of the native-mode supervisor: ports, stores and the services it runs."""
+
+    BIND_ADDRESS: str = "127.0.0.1"
+    MLFLOW_PORT: int = 5000
+    MLFLOW_DATABASE_URL: str = ""
+    MLFLOW_ALLOWED_HOSTS: str = "localhost,localhost:*,127.0.0.1,127.0.0.1:*"
+    MLFLOW_WORKERS: int = Field(1, ge=1, le=8)
+    APP_DATABASE_URL: str = ""
+    BACKEND_A_PORT: int = 8001
+    BACKEND_B_PORT: int = 8002
+    WEB_PORT: int = 8000
+    FRONTEND_PORT: int = 8003
+    AB_WEIGHT_B: int = Field(10, ge=0, le=100)
+    SEAWEEDFS_MASTER_PORT: int = 9333
+    SEAWEEDFS_VOLUME_PORT: int = 9334
+    SEAWEEDFS_FILER_PORT: int = 9335
+    STARTUP_TIMEOUT_SECONDS: float = Field(120.0, gt=0)
+    TRAIN_ON_EMPTY_REGISTRY: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> StackSettings:
+        _port(self.MLFLOW_PORT, "MLFLOW_PORT")
+        # SeaweedFS puts each component's gRPC port at its HTTP port + 10000.
+        for name in ("S3_PORT", "SEAWEEDFS_MASTER_PORT", "SEAWEEDFS_VOLUME_PORT", "SEAWEEDFS_FILER_PORT"):
+            value = getattr(self, name)
+            if not 1 <= value <= MAX_PORT - 10000:
+                raise ValueError(f"{name} must be between 1 and {MAX_PORT - 10000} (its gRPC port is {name} + 10000)")
+        _port(self.WEB_PORT, "WEB_PORT")
+        _port(self.FRONTEND_PORT, "FRONTEND_PORT")
+        _port(self.BACKEND_A_PORT, "BACKEND_A_PORT")
+        _port(self.BACKEND_B_PORT, "BACKEND_B_PORT")
+        ports = {
+            "MLFLOW_PORT": self.MLFLOW_PORT,
+            "BACKEND_A_PORT": self.BACKEND_A_PORT,
+            "BACKEND_B_PORT": self.BACKEND_B_PORT,
+            "WEB_PORT": self.WEB_PORT,
+            "FRONTEND_PORT": self.FRONTEND_PORT,
+            "S3_PORT": self.S3_PORT,
+            "SEAWEEDFS_MASTER_PORT": self.SEAWEEDFS_MASTER_PORT,
+            "SEAWEEDFS_VOLUME_PORT": self.SEAWEEDFS_VOLUME_PORT,
+            "SEAWEEDFS_FILER_PORT": self.SEAWEEDFS_FILER_PORT,
+        }
+        seen: dict[int, str] = {}
+        for name, value in ports.items():
+            for port in (value, value + 10000) if name.startswith(("S3", "SEAWEEDFS")) else (value,):
+                if port in seen:
+                    raise ValueError(f"{name} clashes with {seen[port]} on port {port}")
+                seen[port] = name
+        self.MLFLOW_DATABASE_URL = normalize_database_url(self.MLFLOW_DATABASE_URL or self.sqlite_url("mlflow"))
+        self.APP_DATABASE_URL = normalize_database_url(self.APP_DATABASE_URL or self.sqlite_url("app"))
+        if self.MLFLOW_DATABASE_URL == self.APP_DATABASE_URL:
+            raise ValueError("MLFLOW_DATABASE_URL and APP_DATABASE_URL must name different databases")
+        return self
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"http://127.0.0.1:{self.MLFLOW_PORT}"
+
+
+def export_mlflow_client_env(settings: _MlflowClient) -> None:
+    """Bound the MLflow client's own HTTP retries (its defaults retry for minutes) for this process."""
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.MLFLOW_HTTP_REQUEST_MAX_RETRIES)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(settings.MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR)
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(settings.MLFLOW_HTTP_REQUEST_TIMEOUT)
+
+
+def process_env() -> dict[str, str]:
+    """Return a copy of this process's environment, for starting child processes."""
+    return dict(os.environ)

@@ -1,0 +1,1 @@
+"""Train, evaluate and register models: functions that run with or without Airflow."""

@@ -1,0 +1,156 @@
+"""Check docker-compose.yml offline: it validates, fails fast without secrets, and follows the rules."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+ONE_SHOT = {"create-bucket", "bootstrap"}
+
+
+@pytest.fixture(scope="module")
+def env_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("compose") / ".env"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "init-env.py"), "--env", str(path)], check=True,
+                   capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def config(env_file) -> dict:
+    """The fully interpolated configuration, as docker-compose resolves it."""
+    result = subprocess.run(["docker-compose", "--env-file", str(env_file), "-f", str(COMPOSE), "config"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_docker_compose_is_installed():
+    assert shutil.which("docker-compose"), "make test installs Debian's docker-compose"
+
+
+def test_validates_against_the_compose_spec():
+    result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+                             str(COMPOSE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_missing_secret_fails_fast_naming_it(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text((ROOT / ".env.example").read_text())  # every secret empty
+    result = subprocess.run(["docker-compose", "--env-file", str(env), "-f", str(COMPOSE), "config", "-q"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0
+    assert re.search(r"set \w+ in \.env", result.stderr), result.stderr
+
+
+def test_no_obsolete_version_key_and_no_container_names(raw):
+    assert "version" not in raw
+    assert all("container_name" not in svc for svc in raw["services"].values())
+
+
+def test_images_are_pinned(config):
+    for name, svc in config["services"].items():
+        image = svc.get("image", "")
+        tag = image.rsplit(":", 1)[-1] if ":" in image else ""
+        assert tag and tag != "latest", f"{name}: image {image!r} has no pinned tag"
+
+
+def test_long_running_services_are_health_checked(config):
+    for name, svc in config["services"].items():
+        if name in ONE_SHOT:
+            assert svc.get("restart") == "no", name
+            continue
+        assert "healthcheck" in svc and svc["healthcheck"]["test"], f"{name} has no healthcheck"
+
+
+def test_dependencies_wait_for_health_or_completion(config):
+    for name, svc in config["services"].items():
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            want = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
+            assert cond["condition"] == want, f"{name} -> {dep}: {cond}"
+
+
+def test_published_ports_bind_to_localhost(config):
+    for name, svc in config["services"].items():
+        for port in svc.get("ports", []):
+            host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+            assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond localhost"
+
+
+def test_state_in_named_volumes_config_read_only(raw):
+    for name, svc in raw["services"].items():
+        for vol in svc.get("volumes", []):
+            source = vol.split(":")[0]
+            if source.startswith("."):
+                assert vol.endswith(":ro"), f"{name}: bind mount {vol} must be read-only"
+            else:
+                assert source in raw["volumes"], f"{name}: {source} is not a named volume"
+
+
+def test_services_run_the_same_entrypoints_as_native_mode(config):
+    """Compose runs the scripts native mode runs: the MLflow entrypoint, the mlstack jobs."""
+    template = (ROOT / "mlstack" / "native" / "supervisord.conf.j2").read_text()
+    native = (ROOT / "mlstack" / "native" / "stack.py").read_text()
+    mlflow = config["services"]["mlflow"]
+    assert mlflow["command"] == ["/app/mlflow/start-server.sh"]
+    assert "'mlflow' / 'start-server.sh'" in native and "[program:" in template
+    assert config["services"]["create-bucket"]["command"] == ["python", "-m", "mlstack", "storage", "ensure-bucket"]
+    bootstrap = " ".join(config["services"]["bootstrap"]["command"])
+    assert "mlstack db upgrade" in bootstrap and "mlstack train --if-no-champion" in bootstrap
+    assert '"db", "upgrade"' in native and '"train", "--if-no-champion"' in native
+    dockerfile = (ROOT / "mlflow" / "Dockerfile").read_text()
+    assert "COPY mlflow/start-server.sh" in dockerfile and "-c requirements/lock.txt" in dockerfile
+    for slot in ("a", "b"):  # the slots run inference/backend/start.sh, as supervisord does natively
+        svc = config["services"][f"backend-{slot}"]
+        assert svc["environment"]["SLOT"] == slot.upper()
+    backend = (ROOT / "inference" / "backend" / "Dockerfile").read_text()
+    assert 'CMD ["/app/inference/backend/start.sh"]' in backend and "'inference' / 'backend' / 'start.sh'" in native
+    nginx = (ROOT / "nginx" / "Dockerfile").read_text()  # nginx renders with the script native mode runs
+    assert "render-config.sh" in nginx and '"nginx" / "render-config.sh"' in native
+
+
+def test_build_contexts_and_files_exist(config):
+    for name, svc in config["services"].items():
+        build = svc.get("build")
+        if build:
+            assert (Path(build["context"]) / build.get("dockerfile", "Dockerfile")).is_file(), name
+
+
+def test_mlflow_accepts_its_compose_host_header(config):
+    hosts = config["services"]["mlflow"]["environment"]["MLFLOW_ALLOWED_HOSTS"].split(",")
+    assert {"mlflow", "mlflow:*"} <= set(hosts)
+
+
+def _environments(raw: dict) -> list[tuple[str, str, str]]:
+    out = []
+    for name, svc in raw["services"].items():
+        env = svc.get("environment") or {}
+        out += [(name, k, str(v)) for k, v in env.items()]
+    for anchor in ("x-s3-client-env", "x-backend-env"):
+        out += [(anchor, k, str(v)) for k, v in raw[anchor].items()]
+    return out
+
+
+def test_secrets_only_from_env(raw):
+    """Every secret is `${VAR:?...}` from .env: never a literal, never an optional default."""
+    required = re.compile(r"^\$\{\w+:\?[^}]+\}$")
+    for service, key, value in _environments(raw):
+        if re.search(r"PASSWORD|SECRET|ACCESS_KEY", key):
+            assert required.match(value), f"{service}: {key}={value}"
+        if "://" in value and "@" in value:  # a URL with credentials
+            password = value.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+            assert required.match(password), f"{service}: {key} embeds {password}"

@@ -1,0 +1,62 @@
+"""Helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from mlstack.db.engine import create_engine
+from mlstack.db.events import EventStore
+from mlstack.db.migrate import upgrade
+from mlstack.registry.aliases import Registry
+
+
+def registry(stack, model_name: str = "house-price") -> Registry:
+    engine = create_engine(stack.app_db_url)
+    upgrade(engine)
+    return Registry(MlflowClient(stack.tracking_uri), model_name, EventStore(engine))
+
+
+def versions(stack, model_name: str = "house-price") -> list[str]:
+    client = MlflowClient(stack.tracking_uri)
+    return sorted((v.version for v in client.search_model_versions(f"name='{model_name}'")), key=int)
+
+
+def train_json(stack, **env: str) -> dict:
+    result = stack.run("train", "--json", "--quiet", extra_env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def tiny_version(stack, contract, sample: pd.DataFrame, model_name: str | None = None,
+                 target_scale: float = 1.0) -> tuple[str, str]:
+    """Log and register a small linear model; return (model_name, version).
+
+    `target_scale` trains on a scaled target: 10 makes a model whose predictions are absurd.
+    """
+    from mlflow.models import infer_signature
+
+    from mlstack.features import model_input
+    from mlstack.training.candidates import FAMILIES, build_model
+    from mlstack.training.pipeline import log_sklearn_model
+
+    name = model_name or f"test-{uuid.uuid4().hex[:8]}"
+    mlflow.set_tracking_uri(stack.tracking_uri)
+    mlflow.set_experiment("integration-tests")
+    x = model_input(sample, contract)
+    model = build_model(contract, FAMILIES["linear"], FAMILIES["linear"].defaults, 0).fit(
+        x, sample[contract.target.name] * target_scale)
+    with mlflow.start_run():
+        info = log_sklearn_model(model, x.dropna().head(3), infer_signature(x.head(3), model.predict(x.head(3))))
+    mv = mlflow.register_model(info.model_uri, name)
+    return name, str(mv.version)
+
+
+def state(stack, model_name: str = "house-price") -> tuple[list[str], dict[str, str], int]:
+    """Return (versions, aliases, number of events): what a failed run must leave unchanged."""
+    reg = registry(stack, model_name)
+    return versions(stack, model_name), reg.aliases(), len(reg.events.recent(model_name, limit=10_000))

@@ -1,0 +1,126 @@
+"""Serving under continuous load: an alias move, and PostgreSQL restarting, fail nothing and lose nothing."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from mlstack.native.stack import Stack
+from mlstack.registry.aliases import move_alias
+from mlstack.settings import StackSettings
+from tests.integration.helpers import registry, tiny_version
+
+
+class Load:
+    """Background threads posting predictions through nginx, recording every answer."""
+
+    def __init__(self, port: int, record: dict, threads: int = 4) -> None:
+        self.port, self.record = port, record
+        self.stop = threading.Event()
+        self.answers: list[tuple[int, dict]] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                conn.request("POST", "/api/predict", body=json.dumps(self.record),
+                             headers={"Content-Type": "application/json", "X-User-Id": uuid.uuid4().hex,
+                                      "Connection": "close"})
+                resp = conn.getresponse()
+                answer = (resp.status, json.loads(resp.read() or b"{}"))
+            except OSError as exc:
+                answer = (0, {"error": str(exc)})
+            finally:
+                conn.close()
+            with self.lock:
+                self.answers.append(answer)
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=15)
+
+    def failures(self) -> list[tuple[int, dict]]:
+        with self.lock:
+            return [a for a in self.answers if a[0] != 200]
+
+
+@pytest.fixture(scope="module")
+def native(stack):
+    return Stack(stack.settings(StackSettings), env_path=Path(stack.env["MLSTACK_ENV_FILE"]))
+
+
+def test_alias_move_reaches_both_slots_within_10s_without_failing_a_request(stack, native, contract, housing):
+    reg = registry(stack)
+    old = reg.alias_version("champion")
+    _, new = tiny_version(stack, contract, housing.head(5000), "house-price")
+    native.set_ab_weight(50)
+    try:
+        with Load(native.settings.WEB_PORT, contract.example()) as load:
+            time.sleep(1.0)
+            moved_at = time.time()
+            assert move_alias(reg, "champion", new, actor="test", reason="alias move under load", metrics={})
+            seen: dict[str, float] = {}
+            while time.time() - moved_at < 15 and len(seen) < 2:
+                with load.lock:
+                    recent = load.answers[-50:]
+                for status, body in recent:
+                    if status == 200 and body["model"]["version"] == new:
+                        seen.setdefault(body["variant"], time.time() - moved_at)
+                time.sleep(0.1)
+            time.sleep(1.0)
+        print(f"alias move: slots switched after {seen} s; {len(load.answers)} requests, "
+              f"{len(load.failures())} failed")
+        assert set(seen) == {"A", "B"}, seen
+        assert max(seen.values()) <= 10.0, seen
+        assert load.failures() == [] and len(load.answers) > 100
+    finally:
+        move_alias(reg, "champion", old, actor="test", reason="restore after load test", metrics={})
+        native.set_ab_weight(10)
+
+
+def _pg_restart() -> None:
+    version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True).stdout.split()[0]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True,
+                   capture_output=True, timeout=60)
+
+
+def test_postgres_restart_during_load_loses_no_prediction(stack, native, contract):
+    """Rows in the database equal the predictions answered, across a PostgreSQL restart."""
+    with Load(native.settings.WEB_PORT, contract.example()) as load:
+        time.sleep(1.5)
+        _pg_restart()
+        time.sleep(3.0)
+    answered = [body["prediction_id"] for status, body in load.answers if status == 200]
+    assert load.failures() == [] and len(answered) > 100
+    engine = sa.create_engine(stack.app_db_url, pool_pre_ping=True)
+    deadline = time.time() + 30
+    found = -1
+    while time.time() < deadline:
+        try:
+            with engine.connect() as conn:
+                found = conn.execute(sa.text("SELECT count(*) FROM predictions WHERE prediction_id = ANY(:ids)"),
+                                     {"ids": answered}).scalar()
+        except sa.exc.OperationalError:
+            found = -1
+        if found == len(answered):
+            break
+        time.sleep(0.5)
+    engine.dispose()
+    print(f"postgres restart: {len(answered)} predictions answered, {found} rows in the database")
+    assert found == len(answered)
