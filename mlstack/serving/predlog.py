@@ -110,10 +110,16 @@ class PredictionLog:
     # -- segments -------------------------------------------------------------------------------
 
     def _open_segment(self) -> None:
+        # Created under a name replay ignores, locked, then renamed: a replaying process can never
+        # take (and delete) a segment in the instant between its creation and its lock.
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._path = self.directory / f"{os.getpid()}-{time.time_ns()}{SUFFIX}"
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)  # held while this process may still append
+        stem = f"{os.getpid()}-{time.time_ns()}"
+        opening = self.directory / f"{stem}.opening"
+        fd = os.open(opening, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held while this process may still append
+        self._path = self.directory / f"{stem}{SUFFIX}"
+        os.rename(opening, self._path)
+        self._fd = fd
 
     def _swap(self) -> tuple[int | None, Path | None, list[tuple[str, dict[str, Any]]]]:
         with self._lock:
@@ -131,13 +137,14 @@ class PredictionLog:
         if rows:
             try:
                 write_rows(self.engine, rows)
-                os.unlink(path)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - any database failure means "spill"
                 ok = False
                 spilled = len(rows)
                 self.spilled_rows += spilled
                 if self.db_ok:
                     log.error("prediction log: database unavailable, %d rows spilled to %s: %s", len(rows), path, exc)
+            else:
+                os.unlink(path)  # type: ignore[arg-type]
             finally:
                 if fd is not None:
                     os.close(fd)  # releases the lock: the segment is now replayable by anyone
@@ -164,7 +171,10 @@ class PredictionLog:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a live process still owns it
-                if not path.exists():
+                try:
+                    if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                        continue
+                except FileNotFoundError:
                     continue  # replayed by someone else between listing and locking
                 records = _read_segment(path)
                 for start in range(0, len(records), 5000):

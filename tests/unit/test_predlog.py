@@ -1,0 +1,85 @@
+"""The prediction log's journal: spill while the database is down, replay by any process, lose nothing."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+import sqlalchemy as sa
+
+from mlstack.db.engine import create_engine
+from mlstack.db.schema import feedback, metadata, predictions
+from mlstack.serving.predlog import SUFFIX, PredictionLog
+
+
+def _row(i: int) -> dict:
+    return {"prediction_id": f"p{i:05d}", "created_at": time.time(), "variant": "A", "model_name": "m",
+            "model_version": "1", "model_alias": "champion", "user_hash": None, "request_id": f"r{i}",
+            "features": {"x": i}, "prediction": float(i), "latency_ms": 0.1}
+
+
+def _count(engine: sa.Engine, table: sa.Table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+
+
+def _db(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    metadata.create_all(engine)
+    return engine
+
+
+def test_rows_spill_while_the_database_is_down_and_another_process_replays_them(tmp_path):
+    journal = tmp_path / "journal"
+    down = sa.create_engine(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'app.db'}")  # cannot connect
+    spilling = PredictionLog(journal, down)
+    for i in range(30):
+        spilling.record("prediction", _row(i))
+    spilling.record("feedback", {"prediction_id": "p00003", "actual": 1.0, "received_at": time.time()})
+    assert spilling.flush() is False
+    assert spilling.spilled_rows == 31 and len(list(journal.glob(f"*{SUFFIX}"))) == 1
+
+    engine = _db(tmp_path)
+    other = PredictionLog(journal, engine)
+    other.record("prediction", _row(99))
+    assert other.flush() is True
+    assert _count(engine, predictions) == 31 and _count(engine, feedback) == 1
+    assert list(journal.iterdir()) == []
+    assert other.replay() is True and _count(engine, predictions) == 31  # a second replay changes nothing
+
+
+def test_replay_skips_segments_a_live_process_holds_and_segments_being_opened(tmp_path):
+    journal = tmp_path / "journal"
+    engine = _db(tmp_path)
+    owner = PredictionLog(journal, engine)
+    owner.record("prediction", _row(1))  # owner's current segment: locked
+    opening = journal / f"{os.getpid()}-1.opening"
+    opening.write_text('["prediction", {}]\n')  # a segment in the instant before its lock is taken
+
+    replayer = PredictionLog(journal, engine)
+    assert replayer.replay() is True
+    assert _count(engine, predictions) == 0 and opening.exists()
+    assert len(list(journal.glob(f"*{SUFFIX}"))) == 1
+    owner.flush()
+    assert _count(engine, predictions) == 1
+
+
+def test_a_new_segment_is_locked_before_replay_can_see_it(tmp_path, monkeypatch):
+    """Replay must never take a segment between its creation and its owner's lock (it would delete it)."""
+    import mlstack.serving.predlog as predlog
+
+    journal = tmp_path / "journal"
+    visible_when_locked = []
+    real_flock = fcntl.flock
+
+    def flock(fd, op):  # noqa: ANN001, ANN202
+        if op == fcntl.LOCK_EX:  # the owner's blocking lock in _open_segment
+            visible_when_locked.append(sorted(p.name for p in journal.glob(f"*{SUFFIX}")))
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(predlog.fcntl, "flock", flock)
+    log = PredictionLog(journal, _db(tmp_path))
+    log.record("prediction", _row(1))
+    assert visible_when_locked == [[]]
+    assert len(list(journal.glob(f"*{SUFFIX}"))) == 1
