@@ -115,31 +115,22 @@ def cmd_registry_show(args: argparse.Namespace, console: Console) -> int:
     from mlstack.db.engine import create_engine
     from mlstack.db.events import EventStore
     from mlstack.db.migrate import upgrade
-    from mlstack.registry.aliases import read_aliases
     from mlstack.registry.connection import connect
+    from mlstack.registry.overview import versions as list_versions
 
     settings = settings_mod.load(settings_mod.TrainingSettings)
-    client = connect(settings)
-    versions = sorted(client.search_model_versions(f"name='{settings.MODEL_NAME}'"), key=lambda v: -int(v.version))
-    # search results carry no aliases: take them from the registered model
-    by_version: dict[str, list[str]] = {}
-    for alias, version in read_aliases(client, settings.MODEL_NAME).items():
-        by_version.setdefault(version, []).append(alias)
+    versions = list_versions(connect(settings), settings.MODEL_NAME)
     table = Table(title=f"{settings.MODEL_NAME} at {settings.MLFLOW_TRACKING_URI}")
     for col in ("version", "aliases", "created (UTC)", "family", "holdout RMSE", "MAE", "R²", "run"):
         table.add_column(col, justify="right" if col in ("holdout RMSE", "MAE", "R²", "version") else "left")
-    from datetime import UTC, datetime
+
+    def num(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
 
     for v in versions:
-        tags = v.tags or {}
-        created = datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-        def num(key: str, fmt: str, tags: dict[str, str] = tags) -> str:
-            return format(float(tags[key]), fmt) if key in tags else "-"
-
-        table.add_row(str(v.version), ", ".join(sorted(by_version.get(str(v.version), []))) or "-", created, tags.get("model_family", "-"),
-                      num("holdout_rmse", ",.0f"), num("holdout_mae", ",.0f"), num("holdout_r2", ".4f"),
-                      (tags.get("run_id") or v.run_id or "-")[:8])
+        table.add_row(v.version, ", ".join(v.aliases) or "-", v.created.strftime("%Y-%m-%d %H:%M:%S"),
+                      v.family or "-", num(v.rmse, ",.0f"), num(v.mae, ",.0f"), num(v.r2, ".4f"),
+                      (v.run_id or "-")[:8])
     console.print(table if versions else f"no versions of {settings.MODEL_NAME} registered yet")
 
     engine = create_engine(settings.APP_DATABASE_URL)

@@ -148,6 +148,38 @@ class BackendSettings(_MlflowClient):
         return self
 
 
+class FrontendSettings(_MlflowClient):
+    """Settings of the web frontend (the form, the result and feedback pages, the status page)."""
+
+    MODEL_NAME: str = "house-price"
+    MLFLOW_TRACKING_URI: str = ""
+    MLFLOW_PORT: int = 5000
+    APP_DATABASE_URL: str = ""
+    WEB_PORT: int = 8000
+    BACKEND_A_PORT: int = 8001
+    BACKEND_B_PORT: int = 8002
+    API_BASE_URL: str = ""
+    SLOT_A_URL: str = ""
+    SLOT_B_URL: str = ""
+    API_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=120)
+    SCHEMA_CACHE_SECONDS: float = Field(30.0, ge=0, le=3600)
+    FRONTEND_BIND: str = "127.0.0.1"
+    FRONTEND_PORT: int = 8003
+    FRONTEND_WORKERS: int = Field(2, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _derive(self) -> FrontendSettings:
+        for name in ("MLFLOW_PORT", "WEB_PORT", "BACKEND_A_PORT", "BACKEND_B_PORT", "FRONTEND_PORT"):
+            _port(getattr(self, name), name)
+        if not self.MLFLOW_TRACKING_URI:
+            self.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{self.MLFLOW_PORT}"
+        self.APP_DATABASE_URL = normalize_database_url(self.APP_DATABASE_URL or self.sqlite_url("app"))
+        self.API_BASE_URL = (self.API_BASE_URL or f"http://127.0.0.1:{self.WEB_PORT}/api").rstrip("/")
+        self.SLOT_A_URL = (self.SLOT_A_URL or f"http://127.0.0.1:{self.BACKEND_A_PORT}").rstrip("/")
+        self.SLOT_B_URL = (self.SLOT_B_URL or f"http://127.0.0.1:{self.BACKEND_B_PORT}").rstrip("/")
+        return self
+
+
 class StorageSettings(_Settings):
     """Settings of the object-store client (bucket job, artifact checks)."""
 

@@ -12,7 +12,7 @@ PYTHON="${PYTHON:-python3.11}"
 
 # Debian packages per profile. Later services add theirs here (one list, one place).
 apt_runtime=(nginx gettext-base)
-apt_test=(docker-compose)
+apt_test=(docker-compose chromium chromium-driver)
 case "$profile" in
   runtime) apt_wanted=("${apt_runtime[@]}") ;;
   test) apt_wanted=("${apt_runtime[@]}" "${apt_test[@]}") ;;

@@ -98,6 +98,7 @@ class Stack:
             Program("s3", "S3 (SeaweedFS)", s.S3_ENDPOINT_URL, f"artifact store, bucket s3://{s.S3_BUCKET}",
                     weed, base, self._s3_health, startsecs=2, stopwaitsecs=5),
             *(self._slot(slot, port) for slot, port in (("A", s.BACKEND_A_PORT), ("B", s.BACKEND_B_PORT))),
+            self._frontend(),
             Program("nginx", "Web (nginx)", f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}",
                     f"the web form and /api, split A/B ({s.AB_WEIGHT_B}% to B), sticky per user",
                     " ".join([NGINX, *self._nginx_args(self.path("nginx", "conf")), "-g", "'daemon off;'"]),
@@ -130,6 +131,22 @@ class Stack:
                        f"inference slot {slot} ({'champion' if slot == 'A' else 'challenger, else champion'})",
                        f"bash {ROOT / 'inference' / 'backend' / 'start.sh'}", env,
                        lambda: _http_ok(f"{url}/ready"), startsecs=2)
+
+    def _frontend(self) -> Program:
+        """The web frontend: it reads .env itself; addresses of the API and the slots are passed here."""
+        s = self.settings
+        env = {**self._base_env(), "MLSTACK_ENV_FILE": env_file() or "", "MLSTACK_VAR_DIR": str(self.var),
+               "FRONTEND_BIND": s.BIND_ADDRESS, "FRONTEND_PORT": str(s.FRONTEND_PORT),
+               "API_BASE_URL": f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}/api",
+               "SLOT_A_URL": f"http://{s.BIND_ADDRESS}:{s.BACKEND_A_PORT}",
+               "SLOT_B_URL": f"http://{s.BIND_ADDRESS}:{s.BACKEND_B_PORT}",
+               "MLFLOW_TRACKING_URI": s.tracking_uri, "APP_DATABASE_URL": s.APP_DATABASE_URL,
+               # the status page reads the registry while a person waits: fail fast, never retry
+               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+        url = f"http://{s.BIND_ADDRESS}:{s.FRONTEND_PORT}"
+        return Program("frontend", "Web frontend", url, "the form, results, feedback and status pages (behind nginx)",
+                       f"bash {ROOT / 'inference' / 'frontend' / 'start.sh'}", env,
+                       lambda: _http_ok(f"{url}/health"), startsecs=2)
 
     def _s3_health(self) -> None:
         from mlstack.storage import client
@@ -168,6 +185,7 @@ class Stack:
                 "NGINX_LISTEN": f"{s.BIND_ADDRESS}:{s.WEB_PORT}",
                 "BACKEND_A": f"{s.BIND_ADDRESS}:{s.BACKEND_A_PORT}",
                 "BACKEND_B": f"{s.BIND_ADDRESS}:{s.BACKEND_B_PORT}",
+                "FRONTEND": f"{s.BIND_ADDRESS}:{s.FRONTEND_PORT}",
                 "NGINX_RUNTIME_DIR": str(runtime_dir or self.path("nginx", "run")),
                 "NGINX_LOG_DIR": str(self.path("nginx", "logs"))}
 
@@ -343,10 +361,13 @@ class Stack:
         if s.TRAIN_ON_EMPTY_REGISTRY:
             self.run_job("first model (skipped when a champion exists)", "train", "--if-no-champion",
                          "--actor", "bootstrap")
-        for name in ("backend-a", "backend-b", "nginx"):
+        for name in ("backend-a", "backend-b", "frontend", "nginx"):
             took = self.wait_healthy(programs[name], s.STARTUP_TIMEOUT_SECONDS)
             self.console.print(f"[green]✓[/green] {programs[name].title} ready ({took:.1f}s)")
         self.print_table(time.monotonic() - started)
+        web = f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}"
+        self.console.print(f"[bold green]Open the web form: {web}/[/bold green]   status page: {web}/status   "
+                           f"API: {web}/api/predict")
 
     def run_job(self, title: str, *args: str) -> None:
         """Run a one-shot `python -m mlstack ...` job (as Compose's init jobs do) and stream its output."""

@@ -27,7 +27,7 @@ from mlstack.contracts import get_contract
 from mlstack.serving import metrics
 from mlstack.serving.models import LoadedModel, ModelManager
 from mlstack.serving.predlog import PredictionLog
-from mlstack.serving.schemas import FeedbackRequest, describe_errors, record_model
+from mlstack.serving.schemas import FeedbackRequest, describe_errors, record_model, schema_document
 from mlstack.settings import BackendSettings, export_mlflow_client_env, load
 
 log = logging.getLogger(__name__)
@@ -237,15 +237,7 @@ def feedback() -> tuple[Response, int]:
 
 @api.get("/schema")
 def schema() -> Response:
-    c = serving().contract
-    fields = [{"name": f.name, "type": {"float": "number", "int": "integer", "category": "string"}[f.dtype],
-               "label": f.label, "description": f.description, "unit": f.unit, "minimum": f.minimum,
-               "maximum": f.maximum, "categories": list(f.categories) or None, "nullable": f.nullable,
-               "default": f.default, "rule": f.describe_range()} for f in c.features]
-    return jsonify(contract=c.name, title=c.title, notes=c.notes, fields=fields, example=c.example(),
-                   target={"name": c.target.name, "label": c.target.label, "unit": c.target.unit,
-                           "minimum": c.target.minimum, "maximum": c.target.maximum, "cap": c.target.cap},
-                   prediction=c.prediction)
+    return jsonify(schema_document(serving().contract))
 
 
 @api.get("/model-info")

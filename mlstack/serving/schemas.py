@@ -136,3 +136,16 @@ def describe_errors(exc: ValidationError, contract: DataContract | None = None) 
         else:
             out[field] = err["msg"]
     return out
+
+
+def schema_document(contract: DataContract) -> dict[str, Any]:
+    """Return what GET /schema serves: fields with types, units, ranges, categories, labels; an example row."""
+    c = contract
+    fields = [{"name": f.name, "type": {"float": "number", "int": "integer", "category": "string"}[f.dtype],
+               "label": f.label, "description": f.description, "unit": f.unit, "minimum": f.minimum,
+               "maximum": f.maximum, "categories": list(f.categories) or None, "nullable": f.nullable,
+               "default": f.default, "rule": f.describe_range()} for f in c.features]
+    return {"contract": c.name, "title": c.title, "notes": c.notes, "fields": fields, "example": c.example(),
+            "target": {"name": c.target.name, "label": c.target.label, "unit": c.target.unit,
+                       "minimum": c.target.minimum, "maximum": c.target.maximum, "cap": c.target.cap},
+            "prediction": c.prediction}

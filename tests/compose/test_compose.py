@@ -121,6 +121,19 @@ def test_services_run_the_same_entrypoints_as_native_mode(config):
     assert 'CMD ["/app/inference/backend/start.sh"]' in backend and "'inference' / 'backend' / 'start.sh'" in native
     nginx = (ROOT / "nginx" / "Dockerfile").read_text()  # nginx renders with the script native mode runs
     assert "render-config.sh" in nginx and '"nginx" / "render-config.sh"' in native
+    frontend = (ROOT / "inference" / "frontend" / "Dockerfile").read_text()
+    assert 'CMD ["/app/inference/frontend/start.sh"]' in frontend and "'inference' / 'frontend' / 'start.sh'" in native
+
+
+def test_nginx_serves_the_frontend_and_the_frontend_calls_the_api_through_nginx(config):
+    """One split for everyone: the form's predictions pass nginx's split_clients like API calls do."""
+    services = config["services"]
+    frontend, nginx = services["frontend"], services["nginx"]
+    assert nginx["environment"]["FRONTEND"] == f"frontend:{frontend['environment']['FRONTEND_PORT']}"
+    assert frontend["environment"]["API_BASE_URL"].startswith("http://nginx:8000/")
+    assert nginx["depends_on"]["frontend"]["condition"] == "service_healthy"
+    assert "nginx" not in frontend.get("depends_on", {})  # nginx waits for the frontend, never the reverse
+    assert "ports" not in frontend  # reached through nginx only
 
 
 def test_build_contexts_and_files_exist(config):

@@ -1,7 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from mlstack.settings import BackendSettings, StackSettings, TrainingSettings, normalize_database_url
+from mlstack.settings import (BackendSettings, FrontendSettings, StackSettings, TrainingSettings,
+                              normalize_database_url)
 
 SECRETS = {"S3_ACCESS_KEY_ID": "k", "S3_SECRET_ACCESS_KEY": "s"}
 
@@ -65,6 +66,7 @@ def test_env_example_documents_every_setting():
     from pathlib import Path
 
     example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
-    names = set(TrainingSettings.model_fields) | set(StackSettings.model_fields) | set(BackendSettings.model_fields)
+    names = (set(TrainingSettings.model_fields) | set(StackSettings.model_fields) | set(BackendSettings.model_fields)
+             | set(FrontendSettings.model_fields))
     missing = sorted(n for n in names if f"\n{n}=" not in example)
     assert missing == []

@@ -1,0 +1,161 @@
+"""The web frontend: a Flask application factory (gunicorn runs `create_app()`).
+
+Pages: the prediction form built from the API's `/schema`, the result with a form to report the
+true value, and the status page (aliases, holdout metrics, the split, what each slot serves, the
+audit trail). Everything is rendered on the server and works without JavaScript; the small
+script only shows the browser's validation messages next to each field.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
+
+from mlstack.frontend.api import ApiClient, ApiUnavailable
+from mlstack.frontend.forms import form_fields, initial_values, parse_actual, parse_form
+from mlstack.frontend.status import StatusReader
+from mlstack.settings import FrontendSettings, load
+
+log = logging.getLogger(__name__)
+
+
+def _api() -> ApiClient:
+    return current_app.extensions["mlstack.api"]
+
+
+def _status() -> StatusReader:
+    return current_app.extensions["mlstack.status"]
+
+
+def _user_id() -> str:
+    """nginx passes the person's sticky id (its cookie); a direct visit gets a one-off id."""
+    return request.headers.get("X-User-Id") or g.request_id
+
+
+def _unavailable(exc: Exception) -> tuple[str, int]:
+    log.warning("frontend: %s", exc)
+    return render_template("unavailable.html", reason=str(exc)), 503
+
+
+def _form_page(schema: dict[str, Any], values: dict[str, str], errors: dict[str, str], status: int = 200,
+               message: str | None = None) -> tuple[str, int]:
+    fields = form_fields(schema)
+    return render_template("form.html", schema=schema, fields=fields, values=values, errors=errors,
+                           message=message), status
+
+
+def index() -> tuple[str, int]:
+    try:
+        schema = _api().schema()
+    except ApiUnavailable as exc:
+        return _unavailable(exc)
+    return _form_page(schema, initial_values(form_fields(schema), schema), {})
+
+
+def predict() -> tuple[str, int]:
+    try:
+        schema = _api().schema()
+    except ApiUnavailable as exc:
+        return _unavailable(exc)
+    fields = form_fields(schema)
+    values = {f.name: request.form.get(f.name, "") for f in fields}
+    record, errors = parse_form(fields, request.form)
+    if errors:
+        return _form_page(schema, values, errors, 422, f"{len(errors)} field(s) need a change")
+    try:
+        resp = _api().call("POST", "/predict", json=record, user_id=_user_id(), request_id=g.request_id)
+    except ApiUnavailable as exc:
+        return _unavailable(exc)
+    if not resp.ok:  # the API's own checks (should agree with ours; shown the same way)
+        return _form_page(schema, values, resp.fields, 422 if resp.status < 500 else 503, resp.message)
+    body = resp.body
+    info = _status().version(body["model"]["version"])
+    return render_template("result.html", schema=schema, result=body, record=record, fields=fields,
+                           info=info, errors={}, actual=""), 200
+
+
+def feedback() -> tuple[str, int]:
+    try:
+        schema = _api().schema()
+    except ApiUnavailable as exc:
+        return _unavailable(exc)
+    prediction_id = request.form.get("prediction_id", "")
+    text = request.form.get("actual", "")
+    actual, error = parse_actual(schema["target"], text)
+    if error is None:
+        try:
+            resp = _api().call("POST", "/feedback", json={"prediction_id": prediction_id, "actual": actual},
+                               user_id=_user_id(), request_id=g.request_id)
+        except ApiUnavailable as exc:
+            return _unavailable(exc)
+        if resp.ok:
+            return render_template("thanks.html", schema=schema, prediction_id=prediction_id, actual=actual), 202
+        error = resp.fields.get("actual") or resp.fields.get("prediction_id") or resp.message
+        status = 404 if resp.status == 404 else 422
+    else:
+        status = 422
+    return render_template("feedback.html", schema=schema, prediction_id=prediction_id, actual=text,
+                           errors={"actual": error}), status
+
+
+def status_page() -> tuple[str, int]:
+    return render_template("status.html", status=_status().read()), 200
+
+
+def status_json() -> Response:
+    return jsonify(_status().read().as_json())
+
+
+def health() -> Response:
+    return jsonify(status="ok", service="frontend")
+
+
+def _before() -> None:
+    g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+
+
+def _after(response: Response) -> Response:
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    return response
+
+
+def _not_found(_exc: Exception) -> tuple[str, int]:
+    return render_template("not_found.html"), 404
+
+
+def _format_money(value: float | None) -> str:
+    return "–" if value is None else f"${value:,.0f}"
+
+
+def create_app(settings: FrontendSettings | None = None) -> Flask:
+    """Build the frontend app; `settings` default to the environment and `.env`."""
+    settings = settings or load(FrontendSettings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # a form post is a few hundred bytes
+    api = ApiClient(settings.API_BASE_URL, settings.API_TIMEOUT_SECONDS, settings.SCHEMA_CACHE_SECONDS)
+
+    def split() -> int:
+        resp = api.call("GET", "/split", timeout=3)
+        return int(resp.body["weight_b"])
+
+    app.extensions["mlstack.settings"] = settings
+    app.extensions["mlstack.api"] = api
+    app.extensions["mlstack.status"] = StatusReader(settings, split)
+    app.jinja_env.filters["money"] = _format_money
+    app.add_url_rule("/", view_func=index, methods=["GET"])
+    app.add_url_rule("/predict", view_func=predict, methods=["POST"])
+    app.add_url_rule("/feedback", view_func=feedback, methods=["POST"])
+    app.add_url_rule("/status", view_func=status_page, methods=["GET"])
+    app.add_url_rule("/status.json", view_func=status_json, methods=["GET"])
+    app.add_url_rule("/health", view_func=health, methods=["GET"])
+    app.before_request(_before)
+    app.after_request(_after)
+    app.register_error_handler(404, _not_found)
+    return app
