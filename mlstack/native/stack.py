@@ -367,7 +367,7 @@ class Stack:
         self.print_table(time.monotonic() - started)
         web = f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}"
         self.console.print(f"[bold green]Open the web form: {web}/[/bold green]   status page: {web}/status   "
-                           f"API: {web}/api/predict")
+                           f"API: {web}/api/predict", soft_wrap=True)
 
     def run_job(self, title: str, *args: str) -> None:
         """Run a one-shot `python -m mlstack ...` job (as Compose's init jobs do) and stream its output."""

@@ -36,17 +36,18 @@ def test_rows_spill_while_the_database_is_down_and_another_process_replays_them(
     spilling = PredictionLog(journal, down)
     for i in range(30):
         spilling.record("prediction", _row(i))
+    spilling.record_many("prediction", [_row(i) for i in range(30, 40)])  # a batch is one journal line
     spilling.record("feedback", {"prediction_id": "p00003", "actual": 1.0, "received_at": time.time()})
     assert spilling.flush() is False
-    assert spilling.spilled_rows == 31 and len(list(journal.glob(f"*{SUFFIX}"))) == 1
+    assert spilling.spilled_rows == 41 and len(list(journal.glob(f"*{SUFFIX}"))) == 1
 
     engine = _db(tmp_path)
     other = PredictionLog(journal, engine)
     other.record("prediction", _row(99))
     assert other.flush() is True
-    assert _count(engine, predictions) == 31 and _count(engine, feedback) == 1
+    assert _count(engine, predictions) == 41 and _count(engine, feedback) == 1
     assert list(journal.iterdir()) == []
-    assert other.replay() is True and _count(engine, predictions) == 31  # a second replay changes nothing
+    assert other.replay() is True and _count(engine, predictions) == 41  # a second replay changes nothing
 
 
 def test_replay_skips_segments_a_live_process_holds_and_segments_being_opened(tmp_path):
