@@ -32,8 +32,9 @@ train: install env ## train, evaluate and register a model (the stack must be up
 registry: ## list registered versions, aliases, metrics and recent model events
 	@$(PY) -m mlstack registry show
 
-test: ## install what tests need, then run unit and integration tests (real services)
+test: ## install what tests need, run the judge's simulation, then unit and integration tests (real services)
 	@scripts/install.sh test
+	@$(PY) -m mlstack.rollout.simulation --check
 	@$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: ## unit tests only (no services)

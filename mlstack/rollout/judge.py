@@ -1,0 +1,359 @@
+"""Decide from live evidence whether to promote, retire, roll back or hold: pure, deterministic, no I/O.
+
+`decide(evidence, policy)` takes sufficient statistics (counts and sums per arm, never raw rows)
+and a `Policy`, and returns a `Decision` listing every check it made. Two kinds of evidence:
+
+- `ABEvidence`: the challenger (slot B) against the champion (slot A) → PROMOTE, RETIRE or HOLD.
+- `GuardEvidence`: the champion against its own baseline → ROLLBACK or KEEP.
+
+Statistics. Every comparison is an *always-valid* confidence sequence (Robbins' normal mixture,
+as in the mixture SPRT of Johari et al., "Always valid inference"): its error rate holds however
+often it is looked at, so the DAGs may check every tick without inflating false decisions.
+Promotion is an intersection-union test: non-inferiority on every guardrail (error rate,
+latency-SLO violations, MAE) and superiority on RMSE (compared through mean squared error),
+each at one-sided `alpha`. Retiring a challenger needs a significant regression at
+`alpha_retire`, rolling back a champion one at the stricter `alpha_regression`; each is split
+over the metrics checked (Bonferroni). Validity gates come first:
+no data, too few samples per arm, or a sample-ratio mismatch (χ² against the configured split)
+give HOLD — never a verdict on the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Action = Literal["PROMOTE", "RETIRE", "HOLD", "ROLLBACK", "KEEP"]
+
+
+# -- policy ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """Non-inferiority margins: how much worse than the champion the challenger may be.
+
+    Policy classes have no defaults: policy.yaml is the one place their values live.
+    """
+
+    error_rate: float  # absolute difference of error ratios
+    slo_violation_rate: float  # absolute difference of the share of requests over the latency SLO
+    mae_relative: float  # MAE difference relative to the champion's holdout MAE
+
+
+@dataclass(frozen=True)
+class Mixing:
+    """Scale of the effects each confidence sequence is tuned to detect (mixture standard deviation)."""
+
+    error_rate: float
+    slo_violation_rate: float
+    mse_relative: float
+    mae_relative: float
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    """Limits for the champion against its own baseline (guard_champion)."""
+
+    max_error_rate: float
+    max_slo_violation_rate: float
+    max_rmse_ratio: float  # live RMSE over holdout RMSE
+    min_requests: int
+    min_labels: int
+    window_minutes: int
+    watch_window_minutes: int  # after a promotion: also compared with the previous champion's record
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything the judge decides by; loaded from policy.yaml (see mlstack.rollout.policy)."""
+
+    alpha: float
+    alpha_regression: float
+    alpha_retire: float
+    min_requests_per_arm: int
+    min_labels_per_arm: int
+    srm_p_value: float
+    latency_slo_ms: float
+    rmse_min_improvement: float  # relative MSE improvement promotion needs beyond zero
+    window_minutes: int
+    hold_timeout_minutes: int
+    guardrails: Guardrails
+    mixing: Mixing
+    guard: GuardPolicy
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- evidence ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArmEvidence:
+    """Sufficient statistics of one arm (one model version in one slot) over the evidence window."""
+
+    version: str | None
+    requests: int = 0
+    errors: int = 0  # 5xx answers
+    slow: int = 0  # answers over the latency SLO
+    labels: int = 0  # predictions joined with feedback
+    se_sum: float = 0.0  # Σ (prediction - actual)²
+    se_sq_sum: float = 0.0  # Σ (prediction - actual)⁴
+    ae_sum: float = 0.0  # Σ |prediction - actual|  (Σ of its squares is se_sum)
+
+
+@dataclass(frozen=True)
+class ABEvidence:
+    champion: ArmEvidence
+    challenger: ArmEvidence
+    weight_b: int  # percent of users the split sends to B
+    holdout_mse: float | None = None  # the champion's holdout MSE: the scale relative effects use
+    holdout_mae: float | None = None
+    kind: Literal["ab"] = "ab"
+
+
+@dataclass(frozen=True)
+class GuardEvidence:
+    champion: ArmEvidence
+    holdout_mse: float | None
+    previous: ArmEvidence | None = None  # the previous champion's live record, while it was champion
+    previous_version: str | None = None  # what a rollback would restore (None: no previous champion)
+    in_watch_window: bool = False
+    slot_health: dict[str, str] = field(default_factory=dict)  # slot → "healthy" or the failure
+    kind: Literal["guard"] = "guard"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One statistical comparison, with everything needed to read it later."""
+
+    metric: str
+    test: str  # "gate", "non-inferiority", "superiority", "regression", "limit"
+    n_a: int
+    n_b: int
+    estimate_a: float | None
+    estimate_b: float | None
+    difference: float | None
+    lower: float | None
+    upper: float | None
+    threshold: float | None
+    passed: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    checks: tuple[Check, ...] = ()
+    target_version: str | None = None  # the version an action moves an alias to (promotion, rollback)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "reason": self.reason, "target_version": self.target_version,
+                "checks": [asdict(c) for c in self.checks]}
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+
+def cs_radius(variance: float, tau: float, alpha: float) -> float:
+    """Half-width of the normal-mixture confidence sequence for an estimate of this variance.
+
+    With V the estimate's variance and τ the mixture scale, the boundary is
+    sqrt(V (V+τ²)/τ² · (2 ln(1/α) + ln((V+τ²)/V))): it holds at level α uniformly over time.
+    """
+    if variance <= 0:
+        return math.inf
+    t2 = tau * tau
+    return math.sqrt(variance * (variance + t2) / t2 * (2 * math.log(1 / alpha) + math.log((variance + t2) / variance)))
+
+
+def _proportion(events: int, n: int) -> tuple[float, float]:
+    """Return (estimate, variance of the estimate); the variance never collapses to 0 at 0 events."""
+    p = events / n
+    smoothed = (events + 0.5) / (n + 1)
+    return p, smoothed * (1 - smoothed) / n
+
+
+def _mean(total: float, total_sq: float, n: int) -> tuple[float, float]:
+    """Return (mean, variance of the mean) from Σx, Σx², n."""
+    mean = total / n
+    var = max(total_sq - total * total / n, 0.0) / max(n - 1, 1)
+    return mean, var / n
+
+
+def srm_p_value(n_a: int, n_b: int, weight_b: float) -> float:
+    """χ² (1 degree of freedom) p-value of the observed split against the configured share of B."""
+    total = n_a + n_b
+    expected_b = total * weight_b
+    expected_a = total - expected_b
+    chi2 = (n_a - expected_a) ** 2 / expected_a + (n_b - expected_b) ** 2 / expected_b
+    return math.erfc(math.sqrt(chi2 / 2))
+
+
+def _diff_check(metric: str, test: str, a: tuple[float, float], b: tuple[float, float], n_a: int, n_b: int,
+                tau: float, alpha: float, threshold: float, scale: float = 1.0) -> Check:
+    """Compare arm B with arm A on (estimate, variance) pairs; differences are (B − A) / scale."""
+    diff = (b[0] - a[0]) / scale
+    radius = cs_radius((a[1] + b[1]) / (scale * scale), tau, alpha)
+    lower, upper = diff - radius, diff + radius
+    if test == "non-inferiority":  # B is at most `threshold` worse
+        passed = upper < threshold
+    elif test == "superiority":  # B is better by more than `threshold` (a negative difference)
+        passed = upper < -threshold
+    else:  # "regression": B is significantly worse than A by more than `threshold`
+        passed = lower > threshold
+    return Check(metric, test, n_a, n_b, a[0], b[0], diff, lower, upper, threshold, passed)
+
+
+def _limit_check(metric: str, est: tuple[float, float], n: int, tau: float, alpha: float, limit: float,
+                 scale: float = 1.0) -> Check:
+    """One-sample: is the value significantly above `limit` (in units of `scale`)?"""
+    value = est[0] / scale
+    radius = cs_radius(est[1] / (scale * scale), tau, alpha)
+    return Check(metric, "limit", n, 0, value, None, value - limit, value - radius, value + radius, limit,
+                 value - radius > limit)
+
+
+# -- decisions ---------------------------------------------------------------------------------
+
+
+def decide(evidence: ABEvidence | GuardEvidence, policy: Policy) -> Decision:
+    """Return the decision the evidence supports under the policy (same input, same output)."""
+    if evidence.kind == "ab":
+        return _decide_ab(evidence, policy)  # type: ignore[arg-type]
+    return _decide_guard(evidence, policy)  # type: ignore[arg-type]
+
+
+def _gate(metric: str, n_a: int, n_b: int, need: int) -> Check:
+    return Check(metric, "gate", n_a, n_b, None, None, None, None, None, float(need),
+                 n_a >= need and n_b >= need)
+
+
+def _fmt(check: Check) -> str:
+    return (f"{check.metric}: B−A {check.difference:+.4g} [{check.lower:+.4g}, {check.upper:+.4g}] "
+            f"vs {check.threshold:+.4g} (n {check.n_a}/{check.n_b})")
+
+
+def _decide_ab(ev: ABEvidence, p: Policy) -> Decision:
+    a, b = ev.champion, ev.challenger
+    checks: list[Check] = []
+    if b.version is None or ev.weight_b <= 0 or ev.weight_b >= 100:
+        return Decision("HOLD", "no experiment: there is no challenger or the split gives B no share of users")
+    if a.requests + b.requests == 0:
+        return Decision("HOLD", "no data: neither arm has answered a request in the window")
+    gate = _gate("requests", a.requests, b.requests, p.min_requests_per_arm)
+    checks.append(gate)
+    p_srm = srm_p_value(a.requests, b.requests, ev.weight_b / 100)
+    expected = (a.requests + b.requests) * ev.weight_b / 100
+    srm = Check("sample_ratio", "gate", a.requests, b.requests, None, None, b.requests - expected, None, None,
+                p.srm_p_value, p_srm >= p.srm_p_value, note=f"p={p_srm:.3g}, expected B≈{expected:.0f}")
+    checks.append(srm)
+    if not srm.passed:  # checked before the sample gate: a dead slot shows up here first
+        return Decision("HOLD", f"sample-ratio mismatch: B got {b.requests} of {a.requests + b.requests} requests, "
+                                f"expected about {expected:.0f} at {ev.weight_b}% (χ² p={p_srm:.2g} < "
+                                f"{p.srm_p_value}); a slot may be down or the split misconfigured", tuple(checks))
+    if not gate.passed:
+        return Decision("HOLD", f"collecting: {a.requests}/{b.requests} requests (A/B), "
+                                f"{p.min_requests_per_arm} needed per arm", tuple(checks))
+
+    # Significant regressions on request-level guardrails retire the challenger at once.
+    alpha_reg = p.alpha_retire / 3
+    err_a, err_b = _proportion(a.errors, a.requests), _proportion(b.errors, b.requests)
+    slo_a, slo_b = _proportion(a.slow, a.requests), _proportion(b.slow, b.requests)
+    regressions = [
+        _diff_check("error_rate", "regression", err_a, err_b, a.requests, b.requests, p.mixing.error_rate,
+                    alpha_reg, 0.0),
+        _diff_check("slo_violation_rate", "regression", slo_a, slo_b, a.requests, b.requests,
+                    p.mixing.slo_violation_rate, alpha_reg, 0.0),
+    ]
+    checks += regressions
+    worse = [c for c in regressions if c.passed]
+    if worse:
+        return Decision("RETIRE", "challenger significantly worse: " + "; ".join(_fmt(c) for c in worse),
+                        tuple(checks))
+
+    labels = _gate("labels", a.labels, b.labels, p.min_labels_per_arm)
+    checks.append(labels)
+    if not labels.passed:
+        return Decision("HOLD", f"collecting ground truth: {a.labels}/{b.labels} labels (A/B), "
+                                f"{p.min_labels_per_arm} needed per arm", tuple(checks))
+    mse_a, mse_b = _mean(a.se_sum, a.se_sq_sum, a.labels), _mean(b.se_sum, b.se_sq_sum, b.labels)
+    mae_a, mae_b = _mean(a.ae_sum, a.se_sum, a.labels), _mean(b.ae_sum, b.se_sum, b.labels)
+    mse_scale = ev.holdout_mse or max(mse_a[0], 1e-12)
+    mae_scale = ev.holdout_mae or max(mae_a[0], 1e-12)
+    mse_worse = _diff_check("mse_relative", "regression", mse_a, mse_b, a.labels, b.labels, p.mixing.mse_relative,
+                            alpha_reg, 0.0, scale=mse_scale)
+    checks.append(mse_worse)
+    if mse_worse.passed:
+        return Decision("RETIRE", "challenger significantly worse: " + _fmt(mse_worse), tuple(checks))
+
+    promotion = [
+        _diff_check("error_rate", "non-inferiority", err_a, err_b, a.requests, b.requests, p.mixing.error_rate,
+                    p.alpha, p.guardrails.error_rate),
+        _diff_check("slo_violation_rate", "non-inferiority", slo_a, slo_b, a.requests, b.requests,
+                    p.mixing.slo_violation_rate, p.alpha, p.guardrails.slo_violation_rate),
+        _diff_check("mae_relative", "non-inferiority", mae_a, mae_b, a.labels, b.labels, p.mixing.mae_relative,
+                    p.alpha, p.guardrails.mae_relative, scale=mae_scale),
+        _diff_check("mse_relative", "superiority", mse_a, mse_b, a.labels, b.labels, p.mixing.mse_relative,
+                    p.alpha, p.rmse_min_improvement, scale=mse_scale),
+    ]
+    checks += promotion
+    if all(c.passed for c in promotion):
+        rmse_a, rmse_b = math.sqrt(mse_a[0]), math.sqrt(mse_b[0])
+        return Decision("PROMOTE", f"challenger v{b.version} better: live RMSE {rmse_b:,.0f} vs {rmse_a:,.0f} "
+                                   f"({a.labels}/{b.labels} labels), no guardrail worse", tuple(checks),
+                        target_version=b.version)
+    pending = ", ".join(c.metric for c in promotion if not c.passed)
+    return Decision("HOLD", f"no decision yet: not shown for {pending}", tuple(checks))
+
+
+def _decide_guard(ev: GuardEvidence, p: Policy) -> Decision:
+    g = p.guard
+    c = ev.champion
+    checks: list[Check] = []
+    failing = {slot: state for slot, state in ev.slot_health.items() if state != "healthy"}
+    if "A" in failing:  # the champion's slot is not serving: act now, statistics cannot help
+        note = f"slot A (champion) health check failed: {failing['A']}"
+        checks.append(Check("slot_health", "gate", 0, 0, None, None, None, None, None, None, False, note=note))
+        if ev.previous_version is None:
+            return Decision("KEEP", note + "; no previous champion to roll back to", tuple(checks))
+        return Decision("ROLLBACK", note, tuple(checks), target_version=ev.previous_version)
+    if c.requests == 0:
+        return Decision("KEEP", "no data: the champion answered no request in the window")
+    alpha_reg = p.alpha_regression / 3
+    limits: list[Check] = []
+    if c.requests >= g.min_requests:
+        limits.append(_limit_check("error_rate", _proportion(c.errors, c.requests), c.requests, p.mixing.error_rate,
+                                   alpha_reg, g.max_error_rate))
+        limits.append(_limit_check("slo_violation_rate", _proportion(c.slow, c.requests), c.requests,
+                                   p.mixing.slo_violation_rate, alpha_reg, g.max_slo_violation_rate))
+    if c.labels >= g.min_labels and ev.holdout_mse:
+        limits.append(_limit_check("mse_ratio_to_holdout", _mean(c.se_sum, c.se_sq_sum, c.labels), c.labels,
+                                   p.mixing.mse_relative, alpha_reg, g.max_rmse_ratio ** 2, scale=ev.holdout_mse))
+    checks += limits
+    prev = ev.previous
+    if ev.in_watch_window and prev is not None:  # just promoted: compare with the record it replaced
+        if min(prev.requests, c.requests) >= g.min_requests:
+            checks.append(_diff_check("error_rate_vs_previous", "regression", _proportion(prev.errors, prev.requests),
+                                      _proportion(c.errors, c.requests), prev.requests, c.requests,
+                                      p.mixing.error_rate, alpha_reg, 0.0))
+        if min(prev.labels, c.labels) >= g.min_labels:
+            scale = ev.holdout_mse or max(prev.se_sum / prev.labels, 1e-12)
+            checks.append(_diff_check("mse_vs_previous", "regression", _mean(prev.se_sum, prev.se_sq_sum, prev.labels),
+                                      _mean(c.se_sum, c.se_sq_sum, c.labels), prev.labels, c.labels,
+                                      p.mixing.mse_relative, alpha_reg, 0.0, scale=scale))
+    degraded = [ch for ch in checks if ch.passed]
+    if degraded:
+        reason = "champion degraded: " + "; ".join(
+            f"{ch.metric} {ch.estimate_a:.4g} (lower bound {ch.lower:.4g}) > {ch.threshold:.4g}" if ch.test == "limit"
+            else _fmt(ch) for ch in degraded)
+        if ev.previous_version is None:
+            return Decision("KEEP", reason + "; no previous champion to roll back to", tuple(checks))
+        return Decision("ROLLBACK", reason, tuple(checks), target_version=ev.previous_version)
+    if not checks:
+        return Decision("KEEP", f"collecting: {c.requests} requests, {c.labels} labels; "
+                                f"{g.min_requests} requests / {g.min_labels} labels needed")
+    return Decision("KEEP", "champion within its limits", tuple(checks))
