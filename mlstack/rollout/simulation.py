@@ -100,19 +100,28 @@ def simulate_ab(scenario: Scenario, policy: Policy, runs: int, seed: int = 0) ->
     b = {k: np.cumsum(v, axis=1) for k, v in _arm_ticks(rng, n_b, scenario.challenger, scenario.label_fraction).items()}
     holdout_mse = scenario.holdout_rmse ** 2
     holdout_mae = scenario.holdout_rmse * 0.65
+
+    def evidence(run: int, tick: int) -> ABEvidence:
+        return ABEvidence(_arm(a, run, tick, "1"), _arm(b, run, tick, "2"), scenario.weight_b, holdout_mse, holdout_mae)
+
+    return _first_verdicts(scenario, policy, runs, evidence, "HOLD", b["labels"], started)
+
+
+def _first_verdicts(scenario: Scenario, policy: Policy, runs: int, evidence, neutral: str,  # noqa: ANN001
+                    labels: np.ndarray, started: float) -> Outcome:
+    """Ask the judge after every tick of every run, as the DAGs do; a run ends at its first verdict."""
     decisions: Counter = Counter()
-    seconds, labels_b = [], []
+    seconds, labels_at = [], []
     for run in range(runs):
-        verdict = "HOLD"
+        verdict = neutral
         for tick in range(scenario.ticks):
-            ev = ABEvidence(_arm(a, run, tick, "1"), _arm(b, run, tick, "2"), scenario.weight_b, holdout_mse, holdout_mae)
-            verdict = decide(ev, policy).action
-            if verdict != "HOLD":
+            verdict = decide(evidence(run, tick), policy).action
+            if verdict != neutral:
                 seconds.append((tick + 1) * scenario.tick_seconds)
-                labels_b.append(int(b["labels"][run, tick]))
+                labels_at.append(int(labels[run, tick]))
                 break
         decisions[verdict] += 1
-    return Outcome(scenario.name, runs, decisions, seconds, labels_b, time.perf_counter() - started)
+    return Outcome(scenario.name, runs, decisions, seconds, labels_at, time.perf_counter() - started)
 
 
 def simulate_guard(scenario: Scenario, policy: Policy, runs: int, seed: int = 0) -> Outcome:
@@ -123,22 +132,12 @@ def simulate_guard(scenario: Scenario, policy: Policy, runs: int, seed: int = 0)
     prev_n = rng.poisson(scenario.requests_per_second * 3600, size=(runs, 1))  # an hour of the old champion's record
     now = {k: np.cumsum(v, axis=1) for k, v in _arm_ticks(rng, n, scenario.challenger, scenario.label_fraction).items()}
     prev = _arm_ticks(rng, prev_n, scenario.champion, scenario.label_fraction)
-    decisions: Counter = Counter()
-    seconds, labels = [], []
-    for run in range(runs):
-        verdict = "KEEP"
-        previous = _arm(prev, run, 0, "1")
-        for tick in range(scenario.ticks):
-            ev = GuardEvidence(_arm(now, run, tick, "2"), scenario.holdout_rmse ** 2, previous=previous,
-                               previous_version="1", in_watch_window=True,
-                               slot_health={"A": "healthy", "B": "healthy"})
-            verdict = decide(ev, policy).action
-            if verdict != "KEEP":
-                seconds.append((tick + 1) * scenario.tick_seconds)
-                labels.append(int(now["labels"][run, tick]))
-                break
-        decisions[verdict] += 1
-    return Outcome(scenario.name, runs, decisions, seconds, labels, time.perf_counter() - started)
+
+    def evidence(run: int, tick: int) -> GuardEvidence:
+        return GuardEvidence(_arm(now, run, tick, "2"), scenario.holdout_rmse ** 2, previous=_arm(prev, run, 0, "1"),
+                             previous_version="1", in_watch_window=True, slot_health={"A": "healthy", "B": "healthy"})
+
+    return _first_verdicts(scenario, policy, runs, evidence, "KEEP", now["labels"], started)
 
 
 def standard_scenarios() -> dict[str, Scenario]:
