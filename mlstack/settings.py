@@ -131,6 +131,8 @@ class BackendSettings(_MlflowClient):
     BATCH_MAX_ROWS: int = Field(10_000, ge=1, le=1_000_000)
     MAX_BODY_BYTES: int = Field(16 * 1024 * 1024, ge=1024)
     FAST_PATH: bool = True
+    STATS_PERIOD_SECONDS: float = Field(10.0, gt=0, le=300)
+    FAULT_FILE: Path | None = None
     BACKEND_BIND: str = "127.0.0.1"
     BACKEND_PORT: int = 8001
     BACKEND_WORKERS: int = Field(2, ge=1, le=32)

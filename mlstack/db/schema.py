@@ -52,3 +52,23 @@ feedback = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
 sa.Index("ix_feedback_received_at", feedback.c.received_at)
+
+# Latency thresholds request_stats counts answers over; the judge's latency SLO must be one of them.
+SLOW_THRESHOLDS_MS = (50, 100, 250, 500, 1000)
+
+request_stats = sa.Table(
+    "request_stats",
+    metadata,
+    # One row per slot process, model version and flush period: inserted once (idempotent replay),
+    # summed at query time.
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("period_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("period_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("variant", sa.String(8), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("errors", sa.Integer, nullable=False),
+    *(sa.Column(f"over_{ms}_ms", sa.Integer, nullable=False) for ms in SLOW_THRESHOLDS_MS),
+    sa.Column("latency_ms_sum", sa.Float, nullable=False),
+)
+sa.Index("ix_request_stats_variant_period", request_stats.c.variant, request_stats.c.period_end)

@@ -125,12 +125,18 @@ class Stack:
                "BACKEND_PORT": str(port), "MLFLOW_TRACKING_URI": s.tracking_uri,
                "APP_DATABASE_URL": s.APP_DATABASE_URL,
                "PROMETHEUS_MULTIPROC_DIR": str(self.path("prometheus", f"slot-{slot.lower()}")),
-               "NUMBA_CACHE_DIR": str(self.path("numba-cache"))}
+               "NUMBA_CACHE_DIR": str(self.path("numba-cache")),
+               # off until the file exists: tests and the demo write it (mlstack.serving.faults)
+               "FAULT_FILE": str(self.fault_file(slot))}
         url = f"http://{s.BIND_ADDRESS}:{port}"
         return Program(f"backend-{slot.lower()}", f"Slot {slot}", url,
                        f"inference slot {slot} ({'champion' if slot == 'A' else 'challenger, else champion'})",
                        f"bash {ROOT / 'inference' / 'backend' / 'start.sh'}", env,
                        lambda: _http_ok(f"{url}/ready"), startsecs=2)
+
+    def fault_file(self, slot: str) -> Path:
+        """The file that puts a slot into a fault mode (see mlstack.serving.faults)."""
+        return self.path("faults", f"slot-{slot.lower()}.json")
 
     def _frontend(self) -> Program:
         """The web frontend: it reads .env itself; addresses of the API and the slots are passed here."""

@@ -30,7 +30,9 @@ from mlstack.contract import DataContract
 from mlstack.contracts import get_contract
 from mlstack.serving import metrics
 from mlstack.serving.models import LoadedModel, ModelManager
+from mlstack.serving.faults import FaultSwitch
 from mlstack.serving.predlog import PredictionLog
+from mlstack.serving.stats import RequestStats
 from mlstack.serving.schemas import FeedbackRequest, describe_errors, record_model, schema_document
 from mlstack.settings import BackendSettings, export_mlflow_client_env, load
 
@@ -53,6 +55,8 @@ class Serving:
     contract: DataContract
     manager: ModelManager
     predlog: PredictionLog
+    stats: RequestStats
+    faults: FaultSwitch
     secret: bytes
     record: Any = field(init=False)
 
@@ -142,6 +146,16 @@ def _log_row(s: Serving, model: LoadedModel, prediction_id: str, created_at: flo
             "latency_ms": latency_ms}
 
 
+def _apply_fault(s: Serving) -> Any:
+    """Apply the slot's fault mode, if one is set (tests and the demo): a delay, maybe an error."""
+    fault = s.faults.current()
+    if fault.latency_ms:
+        time.sleep(fault.latency_ms / 1000)
+    if s.faults.fails(fault):
+        raise ApiError(500, "injected_fault", "this slot is in a fault mode (FAULT_FILE) and failed on purpose")
+    return fault
+
+
 def _validate(s: Serving, row: Any) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise ApiError(422, "validation_error", "a record must be a JSON object", {"(body)": "must be a JSON object"})
@@ -160,14 +174,15 @@ def predict() -> Response:
     s = serving()
     record = _validate(s, _json_body())
     model = s.model()
+    g.model = model
+    fault = _apply_fault(s)
     started = time.perf_counter()
-    value = model.predict_record(record, s.contract)
+    value = model.predict_record(record, s.contract) + fault.bias
     latency_ms = (time.perf_counter() - started) * 1000
     (prediction_id,) = s.new_prediction_ids(1)
     s.predlog.record("prediction", _log_row(s, model, prediction_id, time.time(), _user_hash(), record, value,
                                             latency_ms))
     metrics.PREDICTIONS.labels(s.settings.SLOT, model.version).inc()
-    g.model = model
     return jsonify(prediction_id=prediction_id, prediction=value, model=model.describe(), variant=s.settings.SLOT)
 
 
@@ -238,9 +253,13 @@ def predict_batch() -> Response:
                 results.append({"row": i})
             except ApiError as exc:
                 results.append({"row": i, "fields": exc.fields})
+    g.model = model
+    fault = _apply_fault(s)
     if valid:
         started = time.perf_counter()
         values = model.predict_frame(pd.DataFrame.from_records(valid, columns=s.contract.feature_names), s.contract)
+        if fault.bias:
+            values = values + fault.bias
         latency_ms = (time.perf_counter() - started) * 1000 / len(valid)
         now, user = time.time(), _user_hash()
         log_rows = []
@@ -249,7 +268,6 @@ def predict_batch() -> Response:
             log_rows.append(_log_row(s, model, pid, now, user, record, float(value), latency_ms))
         s.predlog.record_many("prediction", log_rows)
         metrics.PREDICTIONS.labels(s.settings.SLOT, model.version).inc(len(valid))
-    g.model = model
     return jsonify(model=model.describe(), variant=s.settings.SLOT, predicted=len(valid),
                    rejected=len(rows) - len(valid), results=results)
 
@@ -325,13 +343,21 @@ def _before() -> None:
     g.model = None
 
 
+PREDICTION_ENDPOINTS = frozenset({"/predict", "/predict/batch"})
+
+
 def _after(response: Response) -> Response:
     s = serving()
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+    elapsed = time.perf_counter() - g.get("started", 0.0)
     metrics.REQUESTS.labels(s.settings.SLOT, endpoint, str(response.status_code)).inc()
-    metrics.LATENCY.labels(s.settings.SLOT, endpoint).observe(time.perf_counter() - g.get("started", 0.0))
+    metrics.LATENCY.labels(s.settings.SLOT, endpoint).observe(elapsed)
     response.headers["X-Model-Variant"] = s.settings.SLOT
     model = g.get("model") or s.manager.current
+    status = response.status_code
+    if endpoint in PREDICTION_ENDPOINTS and model is not None and not 400 <= status < 500:
+        # the judge's evidence: answers the model is responsible for (bad input is not)
+        s.stats.observe(model.version, status >= 500, elapsed * 1000)
     if model is not None:
         response.headers["X-Model-Version"] = model.version
     response.headers["X-Request-Id"] = g.get("request_id", "")
@@ -392,7 +418,10 @@ def create_app(settings: BackendSettings | None = None, *, start: bool = True) -
 
     predlog = PredictionLog(settings.PREDICTION_LOG_DIR, create_engine(settings.APP_DATABASE_URL),
                             flush_seconds=settings.PREDICTION_FLUSH_SECONDS, on_flush=on_flush)
-    state = Serving(settings, contract, manager, predlog, settings.PREDICTION_ID_SECRET.get_secret_value().encode())
+    stats = RequestStats(settings.SLOT, settings.STATS_PERIOD_SECONDS)
+    predlog.sources.append(lambda final: [("request_stats", row) for row in stats.drain(force=final)])
+    state = Serving(settings, contract, manager, predlog, stats, FaultSwitch(settings.FAULT_FILE),
+                    settings.PREDICTION_ID_SECRET.get_secret_value().encode())
     app.extensions["mlstack"] = state
     app.extensions["mlstack.openapi"] = build_spec(contract, settings.BATCH_MAX_ROWS)
 

@@ -23,7 +23,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mlstack.db.schema import feedback, predictions
+from mlstack.db.schema import feedback, predictions, request_stats
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,14 @@ def write_rows(engine: Engine, records: list[tuple[str, dict[str, Any]]]) -> Non
             fbs[r["prediction_id"]] = _decode(r)  # last write wins within a batch too
     _upsert(engine, predictions, preds, update=[])
     _upsert(engine, feedback, list(fbs.values()), update=["actual", "received_at"])
+    _upsert(engine, request_stats, [_decode(r) for k, r in records if k == "request_stats"], update=[])
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     out = dict(row)
-    for key in ("created_at", "received_at"):
+    for key in ("created_at", "received_at", "period_start", "period_end"):
         if isinstance(out.get(key), (int, float)):
             out[key] = datetime.fromtimestamp(out[key], UTC)
     return out
@@ -99,6 +100,7 @@ class PredictionLog:
         self._thread: threading.Thread | None = None
         self.spilled_rows = 0
         self.db_ok = True
+        self.sources: list[Callable[[bool], list[tuple[str, dict[str, Any]]]]] = []  # more records per flush
 
     # -- request path -------------------------------------------------------------------------
 
@@ -146,8 +148,11 @@ class PredictionLog:
 
     # -- background flushing --------------------------------------------------------------------
 
-    def flush(self) -> bool:
+    def flush(self, final: bool = False) -> bool:
         """Write the current batch to the database; keep its segment on disk if that fails."""
+        for source in self.sources:  # e.g. request counters whose period is over (all of them if final)
+            for kind, row in source(final):
+                self.record(kind, row)
         fd, path, rows = self._swap()
         spilled = 0
         ok = True
@@ -221,7 +226,7 @@ class PredictionLog:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
-        self.flush()
+        self.flush(final=True)
 
 
 def _dumps(obj: Any) -> bytes:

@@ -201,6 +201,13 @@ def test_metrics_count_requests_and_predictions(client, contract):
     assert "mlstack_predictions_total" in text and "mlstack_model_version_info" in text
 
 
+def _wait_ready(client, seconds=20):
+    deadline = time.time() + seconds
+    while time.time() < deadline and client.get("/ready").status_code != 200:
+        time.sleep(0.2)
+    assert client.get("/ready").status_code == 200
+
+
 def _wait_for(client, version, seconds=10):
     deadline = time.time() + seconds
     while time.time() < deadline and (client.get("/model-info").json["model"] or {}).get("version") != version:
@@ -271,3 +278,35 @@ def test_no_model_and_no_cache_is_not_ready(backend_settings, contract):
         assert response.status_code == 503 and response.json["error"] == "not_ready"
     finally:
         app.extensions["mlstack"].close()
+
+
+def test_fault_mode_and_request_stats(backend_settings, contract, stack, tmp_path):
+    """A slot put into a fault mode fails, slows or biases on purpose; request_stats counts it."""
+    from mlstack.serving.app import create_app
+    from mlstack.serving.faults import write_fault
+
+    fault = tmp_path / "fault.json"
+    app = create_app(backend_settings("B", FAULT_FILE=fault, STATS_PERIOD_SECONDS=300))
+    try:
+        client = app.test_client()
+        _wait_ready(client)
+        plain = client.post("/predict", json=contract.example()).json["prediction"]
+        write_fault(fault, bias=50_000.0)
+        time.sleep(0.6)
+        assert client.post("/predict", json=contract.example()).json["prediction"] == pytest.approx(plain + 50_000)
+        write_fault(fault, error_rate=1.0, latency_ms=120)
+        time.sleep(0.6)
+        failed = client.post("/predict", json=contract.example())
+        assert failed.status_code == 500 and failed.json["error"] == "injected_fault"
+        assert client.post("/predict", json={"latitude": 1}).status_code == 422  # bad input: not counted
+        version = client.get("/model-info").json["model"]["version"]
+    finally:
+        app.extensions["mlstack"].close()  # the final flush writes the open period's counts
+    engine = sa.create_engine(stack.app_db_url)
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(
+            "SELECT sum(requests), sum(errors), sum(over_100_ms) FROM request_stats "
+            "WHERE variant = 'B' AND model_version = :v AND period_end > now() - interval '5 minutes'"),
+            {"v": version}).first()
+    engine.dispose()
+    assert tuple(row) == (3, 1, 1)
