@@ -148,6 +148,58 @@ def cmd_registry_show(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _app_engine():  # noqa: ANN202
+    from mlstack.db.engine import create_engine
+    from mlstack.db.migrate import upgrade
+
+    engine = create_engine(settings_mod.load(settings_mod.TrainingSettings).APP_DATABASE_URL)
+    upgrade(engine)
+    return engine
+
+
+def cmd_audit_verify(args: argparse.Namespace, console: Console) -> int:
+    from mlstack.db.events import EventStore
+
+    check = EventStore(_app_engine()).verify()
+    if check.ok:
+        console.print(f"[green]audit chain verified[/green]: {check.rows} event(s), each holding the sha256 of the one before")
+        return 0
+    console.print(f"[red]audit chain BROKEN[/red] at event #{check.broken_id} ({check.rows} checked): {check.problem}")
+    return 1
+
+
+def cmd_audit_explain(args: argparse.Namespace, console: Console) -> int:
+    from mlstack.rollout.audit import explain
+
+    try:
+        ex = explain(_app_engine(), args.event_id)
+    except LookupError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        return 1
+    e = ex.event
+    console.print(f"event #{e['id']} {e['event_time']:%Y-%m-%d %H:%M:%S} UTC by {e['actor']}: {e['action']}"
+                  f"{' (dry run)' if e['dry_run'] else ''}; policy sha256 {e['details'].get('policy_sha256', '?')[:12]}")
+    console.print(f"stored:     {ex.stored['action']} — {escape(ex.stored['reason'])}")
+    console.print(f"recomputed: {ex.recomputed.action} — {escape(ex.recomputed.reason)}")
+    table = Table(title="checks (recomputed from the stored evidence)")
+    for col in ("metric", "test", "n A/B", "A", "B", "B−A", "interval", "threshold", "passed"):
+        table.add_column(col)
+
+    def num(v: float | None) -> str:
+        return "–" if v is None else (f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}")
+
+    for c in ex.recomputed.checks:
+        table.add_row(c.metric, c.test, f"{c.n_a}/{c.n_b}", num(c.estimate_a), num(c.estimate_b), num(c.difference),
+                      "–" if c.lower is None else f"[{num(c.lower)}, {num(c.upper)}]", num(c.threshold),
+                      "yes" if c.passed else "no")
+    console.print(table)
+    if ex.reproduced:
+        console.print("[green]reproduced[/green]: the same evidence and policy give the same decision")
+        return 0
+    console.print("[red]NOT reproduced[/red]: the stored decision differs from what the judge decides now")
+    return 1
+
+
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from mlstack.contracts import get_contract
     from mlstack.data import load_dataset
@@ -214,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = db.add_subparsers(dest="db_command", required=True)
     dsub.add_parser("upgrade", help="create the database if needed and apply migrations").set_defaults(
         func=cmd_db_upgrade)
+
+    audit = sub.add_parser("audit", help="the audit trail of model decisions (model_events)")
+    asub = audit.add_subparsers(dest="audit_command", required=True)
+    asub.add_parser("verify", help="check the hash chain of every event").set_defaults(func=cmd_audit_verify)
+    explain = asub.add_parser("explain", help="re-run the judge on a decision's stored evidence")
+    explain.add_argument("event_id", type=int)
+    explain.set_defaults(func=cmd_audit_explain)
 
     storage = sub.add_parser("storage", help="object store")
     ssub = storage.add_subparsers(dest="storage_command", required=True)

@@ -88,6 +88,8 @@ class DataContract:
     ratios: tuple[Ratio, ...] = ()
     rare_category_min_count: int = 20
     notes: str = ""
+    # How `scripts/simulate.py --scenario drift` shifts inputs: (numeric feature, factor, offset).
+    simulated_drift: tuple[tuple[str, float, float], ...] = ()
     _index: dict[str, Feature] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +101,9 @@ class DataContract:
         self._index.update({f.name: f for f in self.features})
         if self.segment is not None and self.segment not in self._index:
             raise ValueError(f"contract {self.name!r}: segment {self.segment!r} is not a feature")
+        for name, _, _ in self.simulated_drift:
+            if name not in self._index or not self._index[name].is_numeric:
+                raise ValueError(f"contract {self.name!r}: simulated drift needs numeric feature {name!r}")
         for ratio in self.ratios:
             for col in (ratio.numerator, ratio.denominator):
                 if col not in self._index or not self._index[col].is_numeric:

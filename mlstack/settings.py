@@ -70,6 +70,24 @@ class _MlflowClient(_Settings):
     MLFLOW_HTTP_REQUEST_TIMEOUT: int = Field(60, ge=1, le=600)
 
 
+class _SlotUrls(_Settings):
+    """Where nginx and each inference slot answer (for the frontend's status page and the rollout tasks)."""
+
+    WEB_PORT: int = 8000
+    BACKEND_A_PORT: int = 8001
+    BACKEND_B_PORT: int = 8002
+    SLOT_A_URL: str = ""
+    SLOT_B_URL: str = ""
+
+    @model_validator(mode="after")
+    def _derive_slot_urls(self) -> _SlotUrls:
+        for name in ("WEB_PORT", "BACKEND_A_PORT", "BACKEND_B_PORT"):
+            _port(getattr(self, name), name)
+        self.SLOT_A_URL = (self.SLOT_A_URL or f"http://127.0.0.1:{self.BACKEND_A_PORT}").rstrip("/")
+        self.SLOT_B_URL = (self.SLOT_B_URL or f"http://127.0.0.1:{self.BACKEND_B_PORT}").rstrip("/")
+        return self
+
+
 class TrainingSettings(_MlflowClient):
     """Settings of the trainer: the CLI, the bootstrap job and (later) the Airflow tasks."""
 
@@ -114,6 +132,26 @@ class TrainingSettings(_MlflowClient):
         return [f.strip() for f in self.TRAIN_FAMILIES.split(",") if f.strip()]
 
 
+class RolloutSettings(TrainingSettings, _SlotUrls):
+    """Settings of the rollout decisions: the evaluate_ab and guard_champion DAGs, scripts/rollback.py."""
+
+    WEB_URL: str = ""
+    JUDGE_POLICY_FILE: Path | None = None
+    SLACK_WEBHOOK_URL: SecretStr | None = None
+    SLACK_ATTEMPTS: int = Field(3, ge=1, le=10)
+    AIRFLOW_PUBLIC_URL: str = ""
+    MLFLOW_PUBLIC_URL: str = ""
+    AIRFLOW_PORT: int = 8080
+
+    @model_validator(mode="after")
+    def _derive_urls(self) -> RolloutSettings:
+        _port(self.AIRFLOW_PORT, "AIRFLOW_PORT")
+        self.WEB_URL = (self.WEB_URL or f"http://127.0.0.1:{self.WEB_PORT}").rstrip("/")
+        self.AIRFLOW_PUBLIC_URL = (self.AIRFLOW_PUBLIC_URL or f"http://127.0.0.1:{self.AIRFLOW_PORT}").rstrip("/")
+        self.MLFLOW_PUBLIC_URL = (self.MLFLOW_PUBLIC_URL or f"http://127.0.0.1:{self.MLFLOW_PORT}").rstrip("/")
+        return self
+
+
 class BackendSettings(_MlflowClient):
     """Settings of one inference slot (the Flask backend under gunicorn)."""
 
@@ -150,19 +188,14 @@ class BackendSettings(_MlflowClient):
         return self
 
 
-class FrontendSettings(_MlflowClient):
+class FrontendSettings(_MlflowClient, _SlotUrls):
     """Settings of the web frontend (the form, the result and feedback pages, the status page)."""
 
     MODEL_NAME: str = "house-price"
     MLFLOW_TRACKING_URI: str = ""
     MLFLOW_PORT: int = 5000
     APP_DATABASE_URL: str = ""
-    WEB_PORT: int = 8000
-    BACKEND_A_PORT: int = 8001
-    BACKEND_B_PORT: int = 8002
     API_BASE_URL: str = ""
-    SLOT_A_URL: str = ""
-    SLOT_B_URL: str = ""
     API_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=120)
     SCHEMA_CACHE_SECONDS: float = Field(30.0, ge=0, le=3600)
     FRONTEND_BIND: str = "127.0.0.1"
@@ -171,14 +204,12 @@ class FrontendSettings(_MlflowClient):
 
     @model_validator(mode="after")
     def _derive(self) -> FrontendSettings:
-        for name in ("MLFLOW_PORT", "WEB_PORT", "BACKEND_A_PORT", "BACKEND_B_PORT", "FRONTEND_PORT"):
+        for name in ("MLFLOW_PORT", "FRONTEND_PORT"):
             _port(getattr(self, name), name)
         if not self.MLFLOW_TRACKING_URI:
             self.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{self.MLFLOW_PORT}"
         self.APP_DATABASE_URL = normalize_database_url(self.APP_DATABASE_URL or self.sqlite_url("app"))
         self.API_BASE_URL = (self.API_BASE_URL or f"http://127.0.0.1:{self.WEB_PORT}/api").rstrip("/")
-        self.SLOT_A_URL = (self.SLOT_A_URL or f"http://127.0.0.1:{self.BACKEND_A_PORT}").rstrip("/")
-        self.SLOT_B_URL = (self.SLOT_B_URL or f"http://127.0.0.1:{self.BACKEND_B_PORT}").rstrip("/")
         return self
 
 
@@ -219,6 +250,17 @@ class StackSettings(StorageSettings):
     SEAWEEDFS_FILER_PORT: int = 9335
     STARTUP_TIMEOUT_SECONDS: float = Field(120.0, gt=0)
     TRAIN_ON_EMPTY_REGISTRY: bool = True
+    AIRFLOW_ENABLED: bool = True
+    AIRFLOW_PORT: int = 8080
+    AIRFLOW_DATABASE_URL: str = ""
+    AIRFLOW_ADMIN_USER: str = "admin"
+    AIRFLOW_ADMIN_PASSWORD: SecretStr | None = None
+    AIRFLOW_JWT_SECRET: SecretStr | None = None
+    AIRFLOW_API_SECRET_KEY: SecretStr | None = None
+    AIRFLOW_DAGS_PAUSED: bool = False
+    AIRFLOW_PARALLELISM: int = Field(4, ge=1, le=32)
+    AIRFLOW_WORKER_LOG_PORT: int = 8793
+    AIRFLOW_TRIGGER_LOG_PORT: int = 8794
 
     @model_validator(mode="after")
     def _check(self) -> StackSettings:
@@ -230,6 +272,8 @@ class StackSettings(StorageSettings):
                 raise ValueError(f"{name} must be between 1 and {MAX_PORT - 10000} (its gRPC port is {name} + 10000)")
         _port(self.WEB_PORT, "WEB_PORT")
         _port(self.FRONTEND_PORT, "FRONTEND_PORT")
+        for name in ("AIRFLOW_PORT", "AIRFLOW_WORKER_LOG_PORT", "AIRFLOW_TRIGGER_LOG_PORT"):
+            _port(getattr(self, name), name)
         _port(self.BACKEND_A_PORT, "BACKEND_A_PORT")
         _port(self.BACKEND_B_PORT, "BACKEND_B_PORT")
         ports = {
@@ -238,6 +282,9 @@ class StackSettings(StorageSettings):
             "BACKEND_B_PORT": self.BACKEND_B_PORT,
             "WEB_PORT": self.WEB_PORT,
             "FRONTEND_PORT": self.FRONTEND_PORT,
+            "AIRFLOW_PORT": self.AIRFLOW_PORT,
+            "AIRFLOW_WORKER_LOG_PORT": self.AIRFLOW_WORKER_LOG_PORT,
+            "AIRFLOW_TRIGGER_LOG_PORT": self.AIRFLOW_TRIGGER_LOG_PORT,
             "S3_PORT": self.S3_PORT,
             "SEAWEEDFS_MASTER_PORT": self.SEAWEEDFS_MASTER_PORT,
             "SEAWEEDFS_VOLUME_PORT": self.SEAWEEDFS_VOLUME_PORT,
@@ -253,6 +300,14 @@ class StackSettings(StorageSettings):
         self.APP_DATABASE_URL = normalize_database_url(self.APP_DATABASE_URL or self.sqlite_url("app"))
         if self.MLFLOW_DATABASE_URL == self.APP_DATABASE_URL:
             raise ValueError("MLFLOW_DATABASE_URL and APP_DATABASE_URL must name different databases")
+        self.AIRFLOW_DATABASE_URL = normalize_database_url(self.AIRFLOW_DATABASE_URL or self.sqlite_url("airflow"))
+        if self.AIRFLOW_ENABLED:
+            missing = [n for n in ("AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY")
+                       if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"{', '.join(missing)} must be set in .env (make env generates them)")
+            if len(self.AIRFLOW_JWT_SECRET.get_secret_value()) < 64:  # type: ignore[union-attr]
+                raise ValueError("AIRFLOW_JWT_SECRET must be at least 64 characters")
         return self
 
     @property

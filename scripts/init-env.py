@@ -40,6 +40,8 @@ def generate(name: str) -> str:
     # Access key ids are conventionally upper-case alphanumerics; the rest are URL-safe tokens.
     if name.endswith("ACCESS_KEY_ID"):
         return "MLSTACK" + secrets.token_hex(8).upper()
+    if name.endswith("JWT_SECRET"):  # Airflow wants at least 64 bytes
+        return secrets.token_urlsafe(64)
     return secrets.token_urlsafe(32)
 
 

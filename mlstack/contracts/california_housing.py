@@ -38,6 +38,8 @@ CONTRACT = DataContract(
                   minimum=1.0, maximum=1_000_000.0, cap=500_001.0),
     prediction="predicted_median_house_value",
     segment="ocean_proximity",
+    # An economy that moved on: richer households, housing ten years older (still within range).
+    simulated_drift=(("median_income", 1.6, 0.0), ("housing_median_age", 1.0, 10.0)),
     ratios=(
         Ratio("rooms_per_household", "total_rooms", "households"),
         Ratio("bedrooms_per_room", "total_bedrooms", "total_rooms"),

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ class Program:
     # SeaweedFS takes ~27 s to exit on SIGTERM; its writes are already in the page cache.
     stopwaitsecs: int = 15
     directory: Path = ROOT
+    autostart: bool = True  # False: `up` starts it once what it needs is ready (Airflow after its migration)
 
     def env_line(self) -> str:
         def quote(value: str) -> str:
@@ -110,6 +112,7 @@ class Stack:
                      "MLFLOW_PORT": str(s.MLFLOW_PORT), "MLFLOW_WORKERS": str(s.MLFLOW_WORKERS),
                      "MLFLOW_ALLOWED_HOSTS": s.MLFLOW_ALLOWED_HOSTS},
                     self._mlflow_health, startsecs=3),
+            *(self._airflow() if s.AIRFLOW_ENABLED else []),
         ]
 
     def _base_env(self) -> dict[str, str]:
@@ -133,6 +136,65 @@ class Stack:
                        f"inference slot {slot} ({'champion' if slot == 'A' else 'challenger, else champion'})",
                        f"bash {ROOT / 'inference' / 'backend' / 'start.sh'}", env,
                        lambda: _http_ok(f"{url}/ready"), startsecs=2)
+
+    def airflow_env(self) -> dict[str, str]:
+        """Airflow's configuration (AIRFLOW__*), plus what its tasks need to reach the stack."""
+        s = self.settings
+        url = f"http://{s.BIND_ADDRESS}:{s.AIRFLOW_PORT}"
+        secret = lambda v: v.get_secret_value() if v else ""  # noqa: E731
+        return {
+            **self._base_env(), "MLSTACK_ENV_FILE": env_file() or "", "MLSTACK_VAR_DIR": str(self.var),
+            "MLFLOW_TRACKING_URI": s.tracking_uri, "APP_DATABASE_URL": s.APP_DATABASE_URL,
+            # where the rollout tasks find nginx (the live split), the slots (/ready), and the links they send
+            "WEB_URL": f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}",
+            "SLOT_A_URL": f"http://{s.BIND_ADDRESS}:{s.BACKEND_A_PORT}",
+            "SLOT_B_URL": f"http://{s.BIND_ADDRESS}:{s.BACKEND_B_PORT}",
+            "AIRFLOW_PUBLIC_URL": url, "MLFLOW_PUBLIC_URL": s.tracking_uri,
+            "AIRFLOW_HOME": str(self.path("airflow")),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "airflow" / "dags"),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(s.AIRFLOW_PARALLELISM),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(s.AIRFLOW_DAGS_PAUSED),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.AIRFLOW_ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.path("airflow", "passwords.json")),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": s.AIRFLOW_DATABASE_URL,
+            "AIRFLOW__API__HOST": s.BIND_ADDRESS, "AIRFLOW__API__PORT": str(s.AIRFLOW_PORT),
+            "AIRFLOW__API__BASE_URL": url, "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": secret(s.AIRFLOW_API_SECRET_KEY),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secret(s.AIRFLOW_JWT_SECRET),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s.AIRFLOW_WORKER_LOG_PORT),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.AIRFLOW_TRIGGER_LOG_PORT),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            "AIRFLOW_ADMIN_USER": s.AIRFLOW_ADMIN_USER, "AIRFLOW_ADMIN_PASSWORD": secret(s.AIRFLOW_ADMIN_PASSWORD),
+        }
+
+    def _airflow(self) -> list[Program]:
+        """Airflow's four components, each run by airflow/start.sh (the Compose services run it too)."""
+        s = self.settings
+        url = f"http://{s.BIND_ADDRESS}:{s.AIRFLOW_PORT}"
+        env = self.airflow_env()
+        start = ROOT / "airflow" / "start.sh"
+        purposes = {"api-server": "Airflow UI and REST API (DAGs: train_model, evaluate_ab, guard_champion)",
+                    "scheduler": "schedules DAG runs, runs tasks (LocalExecutor)",
+                    "dag-processor": "parses airflow/dags", "triggerer": "deferred tasks"}
+        return [Program(f"airflow-{c}", f"Airflow {c}", url if c == "api-server" else "", purposes[c],
+                        f"bash {start} {c}", env, lambda c=c: self._airflow_health(c), startsecs=3, stopwaitsecs=20,
+                        autostart=False)
+                for c in purposes]
+
+    def _airflow_health(self, component: str) -> None:
+        """The api-server's /api/v2/monitor/health reports every component's heartbeat."""
+        url = f"http://{self.settings.BIND_ADDRESS}:{self.settings.AIRFLOW_PORT}/api/v2/monitor/health"
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            report = json.loads(resp.read())
+        if component == "api-server":
+            return
+        key = component.replace("-", "_")
+        status = (report.get(key) or {}).get("status")
+        if status != "healthy":
+            raise StackError(f"Airflow {component} is {status or 'not reporting'}")
 
     def fault_file(self, slot: str) -> Path:
         """The file that puts a slot into a fault mode (see mlstack.serving.faults)."""
@@ -179,7 +241,7 @@ class Stack:
         text = template.render(var=self.var, root=ROOT, instance=hashlib.sha256(str(self.var).encode()).hexdigest()[:8],
                                programs=[{"name": p.name, "command": p.command, "directory": p.directory,
                                           "environment": p.env_line(), "startsecs": p.startsecs,
-                                          "stopwaitsecs": p.stopwaitsecs}
+                                          "stopwaitsecs": p.stopwaitsecs, "autostart": p.autostart}
                                          for p in self.programs()])
         _write_private(self.conf, text)
         self.render_nginx(self.path("nginx", "conf"), self.settings.AB_WEIGHT_B)
@@ -202,21 +264,27 @@ class Stack:
         if result.returncode != 0:
             raise StackError(f"nginx config not rendered: {result.stderr.strip()}")
 
-    def _wait_for_split(self, weight: int, timeout: float = 15.0) -> None:
-        """Wait until nginx's new workers answer with the new weight (reload is asynchronous)."""
-        import urllib.request
+    def _wait_for_split(self, weight: int, timeout: float = 15.0, settle: float = 0.5) -> None:
+        """Wait until every answer carries the new weight for `settle` seconds.
 
+        A reload is asynchronous: for a moment old workers still accept connections next to the
+        new ones, so one new answer is not enough — the old workers must be gone.
+        """
         url = f"http://{self.settings.BIND_ADDRESS}:{self.settings.WEB_PORT}/api/split"
         deadline = time.monotonic() + timeout
+        since: float | None = None
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
-                    if json.loads(resp.read()).get("weight_b") == weight:
-                        return
+                    current = json.loads(resp.read()).get("weight_b") == weight
             except OSError:
-                pass
-            time.sleep(0.05)
-        raise StackError(f"nginx did not pick up the new weight within {timeout:.0f}s")
+                current = False
+            now = time.monotonic()
+            since = (since or now) if current else None
+            if since is not None and now - since >= settle:
+                return
+            time.sleep(0.02)
+        raise StackError(f"nginx did not settle on the new weight within {timeout:.0f}s")
 
     def _nginx_args(self, conf_dir: Path) -> list[str]:
         """Return nginx's prefix, error log and config arguments (start, -t and -s reload must agree)."""
@@ -251,9 +319,11 @@ class Stack:
     def ports(self) -> dict[str, int]:
         """Return every port this stack listens on, by the setting that chooses it."""
         s = self.settings
-        out = {name: getattr(s, name) for name in ("WEB_PORT", "BACKEND_A_PORT", "BACKEND_B_PORT", "MLFLOW_PORT",
-                                                   "S3_PORT", "SEAWEEDFS_MASTER_PORT", "SEAWEEDFS_VOLUME_PORT",
-                                                   "SEAWEEDFS_FILER_PORT")}
+        names = ["WEB_PORT", "BACKEND_A_PORT", "BACKEND_B_PORT", "FRONTEND_PORT", "MLFLOW_PORT", "S3_PORT",
+                 "SEAWEEDFS_MASTER_PORT", "SEAWEEDFS_VOLUME_PORT", "SEAWEEDFS_FILER_PORT"]
+        if s.AIRFLOW_ENABLED:
+            names += ["AIRFLOW_PORT", "AIRFLOW_WORKER_LOG_PORT", "AIRFLOW_TRIGGER_LOG_PORT"]
+        out = {name: getattr(s, name) for name in names}
         for name in ("S3_PORT", "SEAWEEDFS_MASTER_PORT", "SEAWEEDFS_VOLUME_PORT", "SEAWEEDFS_FILER_PORT"):
             out[f"{name} + 10000 (gRPC)"] = out[name] + 10000
         return out
@@ -346,7 +416,10 @@ class Stack:
         s = self.settings
         started = time.monotonic()
         load(BackendSettings)  # fail fast on a bad slot configuration (e.g. a missing secret)
-        for label, url in (("MLflow backend", s.MLFLOW_DATABASE_URL), ("app", s.APP_DATABASE_URL)):
+        databases = [("MLflow backend", s.MLFLOW_DATABASE_URL), ("app", s.APP_DATABASE_URL)]
+        if s.AIRFLOW_ENABLED:
+            databases.append(("Airflow metadata", s.AIRFLOW_DATABASE_URL))
+        for label, url in databases:
             try:
                 if ensure_database(url):
                     self.console.print(f"created {label} database {redact(url)}")
@@ -364,12 +437,23 @@ class Stack:
         took = self.wait_healthy(programs["mlflow"], s.STARTUP_TIMEOUT_SECONDS)
         self.console.print(f"[green]✓[/green] MLflow healthy ({took:.1f}s)")
         self.run_job("app database migrations", "db", "upgrade")
+        if s.AIRFLOW_ENABLED:  # migrate Airflow's metadata, then start its components (they need the schema)
+            self.console.print("[bold]→ Airflow metadata migrations[/bold]")
+            result = subprocess.run(["bash", str(ROOT / "airflow" / "start.sh"), "init"], env=self.airflow_env(),
+                                    cwd=ROOT, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise StackError(f"airflow db migrate failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+            self.ctl("start", *(p.name for p in self.programs() if p.name.startswith("airflow-")), check=False)
         if s.TRAIN_ON_EMPTY_REGISTRY:
             self.run_job("first model (skipped when a champion exists)", "train", "--if-no-champion",
                          "--actor", "bootstrap")
         for name in ("backend-a", "backend-b", "frontend", "nginx"):
             took = self.wait_healthy(programs[name], s.STARTUP_TIMEOUT_SECONDS)
             self.console.print(f"[green]✓[/green] {programs[name].title} ready ({took:.1f}s)")
+        if s.AIRFLOW_ENABLED:
+            for name in ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+                took = self.wait_healthy(programs[name], s.STARTUP_TIMEOUT_SECONDS)
+                self.console.print(f"[green]✓[/green] {programs[name].title} healthy ({took:.1f}s)")
         self.print_table(time.monotonic() - started)
         web = f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}"
         self.console.print(f"[bold green]Open the web form: {web}/[/bold green]   status page: {web}/status   "

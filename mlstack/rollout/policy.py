@@ -56,6 +56,11 @@ def parse_policy(text: str, where: str = "policy") -> Policy:
     return policy
 
 
+def policy_from_dict(data: dict[str, Any]) -> Policy:
+    """Rebuild a policy stored in the audit trail."""
+    return _build(Policy, data, "stored policy")
+
+
 def load_policy(path: Path | str | None = None) -> tuple[Policy, str]:
     """Return (policy, sha256 of the file's bytes)."""
     path = Path(path) if path else DEFAULT

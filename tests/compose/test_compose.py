@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-ONE_SHOT = {"create-bucket", "bootstrap"}
+ONE_SHOT = {"create-bucket", "bootstrap", "airflow-init"}
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +121,12 @@ def test_services_run_the_same_entrypoints_as_native_mode(config):
     assert 'CMD ["/app/inference/backend/start.sh"]' in backend and "'inference' / 'backend' / 'start.sh'" in native
     nginx = (ROOT / "nginx" / "Dockerfile").read_text()  # nginx renders with the script native mode runs
     assert "render-config.sh" in nginx and '"nginx" / "render-config.sh"' in native
+    airflow = (ROOT / "airflow" / "Dockerfile").read_text()  # every Airflow component runs airflow/start.sh
+    assert "COPY --chown=airflow:0 airflow/start.sh" in airflow and '"airflow" / "start.sh"' in native
+    for name in ("airflow-init", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        command = config["services"][name]["command"]
+        assert command[:2] == ["bash", "/opt/mlstack/airflow/start.sh"], name
+        assert command[2] in ("init", name.removeprefix("airflow-")), name
     frontend = (ROOT / "inference" / "frontend" / "Dockerfile").read_text()
     assert 'CMD ["/app/inference/frontend/start.sh"]' in frontend and "'inference' / 'frontend' / 'start.sh'" in native
 
@@ -155,6 +161,7 @@ def _environments(raw: dict) -> list[tuple[str, str, str]]:
         out += [(name, k, str(v)) for k, v in env.items()]
     for anchor in ("x-s3-client-env", "x-backend-env"):
         out += [(anchor, k, str(v)) for k, v in raw[anchor].items()]
+    out += [("x-airflow", k, str(v)) for k, v in raw["x-airflow"]["environment"].items()]
     return out
 
 
@@ -162,7 +169,7 @@ def test_secrets_only_from_env(raw):
     """Every secret is `${VAR:?...}` from .env: never a literal, never an optional default."""
     required = re.compile(r"^\$\{\w+:\?[^}]+\}$")
     for service, key, value in _environments(raw):
-        if re.search(r"PASSWORD|SECRET|ACCESS_KEY", key):
+        if re.search(r"PASSWORD|SECRET|ACCESS_KEY", key) and not key.endswith("_FILE"):  # a _FILE is a path
             assert required.match(value), f"{service}: {key}={value}"
         if "://" in value and "@" in value:  # a URL with credentials
             password = value.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]

@@ -64,6 +64,11 @@ class StackUnderTest:
         return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
                               env={**self.env, **(extra_env or {})}, timeout=timeout)
 
+    def script(self, path: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run a repository script (e.g. scripts/rollback.py) with the stack's environment."""
+        return subprocess.run([sys.executable, str(ROOT / path), *args], cwd=ROOT, capture_output=True, text=True,
+                              env=self.env, timeout=timeout)
+
     def settings(self, cls, **overrides):
         """Build settings of `cls` from the stack's environment, in this process."""
         import mlstack.settings as s
@@ -101,15 +106,57 @@ def pg_database() -> Iterator[callable]:
     admin.dispose()
 
 
+class SlackSink:
+    """A local stand-in for Slack's incoming webhook: records every JSON post (the one fake: Slack is outside)."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.posts: list[dict] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.posts.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/test"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def take(self) -> list[dict]:
+        posts, self.posts = self.posts, []
+        return posts
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, pg_database) -> Iterator[StackUnderTest]:
+def slack_sink() -> Iterator[SlackSink]:
+    sink = SlackSink()
+    yield sink
+    sink.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, pg_database, slack_sink) -> Iterator[StackUnderTest]:
     """A running native stack (S3 + MLflow on PostgreSQL) with a first champion trained."""
     var = tmp_path_factory.mktemp("stack")
     env_file = var / "test.env"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "init-env.py"), "--env", str(env_file)], check=True,
                    capture_output=True)
-    mlflow_port, s3_port, master, volume, filer, web, frontend, slot_a, slot_b = free_ports(9)
+    with env_file.open("a") as fh:  # the slots read these from the file: counts every second for the judge
+        fh.write(f"\nSTATS_PERIOD_SECONDS=1\nMODEL_POLL_SECONDS=2\nSLACK_WEBHOOK_URL={slack_sink.url}\n")
+    (mlflow_port, s3_port, master, volume, filer, web, frontend, slot_a, slot_b, airflow, airflow_logs,
+     airflow_trigger_logs) = free_ports(12)
     app_db, mlflow_db = pg_database("mlstack_app"), pg_database("mlstack_mlflow")
+    airflow_db = pg_database("mlstack_airflow")
     env = {
         **os.environ,
         "MLSTACK_ENV_FILE": str(env_file),
@@ -127,6 +174,13 @@ def stack(tmp_path_factory, pg_database) -> Iterator[StackUnderTest]:
         "BACKEND_B_PORT": str(slot_b),
         "MLFLOW_DATABASE_URL": mlflow_db,
         "APP_DATABASE_URL": app_db,
+        "AIRFLOW_PORT": str(airflow),
+        "AIRFLOW_WORKER_LOG_PORT": str(airflow_logs),
+        "AIRFLOW_TRIGGER_LOG_PORT": str(airflow_trigger_logs),
+        "AIRFLOW_DATABASE_URL": airflow_db,
+        # DAGs stay paused: scheduled decisions must not move aliases behind other tests' backs;
+        # the Airflow tests unpause what they run.
+        "AIRFLOW_DAGS_PAUSED": "true",
         # The first champion is a deliberately weak, fast linear model, so that the full
         # pipeline run in the tests earns `challenger`.
         "TRAIN_FAMILIES": "linear",
@@ -145,3 +199,22 @@ def stack(tmp_path_factory, pg_database) -> Iterator[StackUnderTest]:
         yield handle
     finally:
         handle.run("down", module="mlstack.native", timeout=120)
+
+
+@pytest.fixture(scope="module")
+def native(stack):
+    """The stack's supervisor (set_ab_weight, ctl, fault files), as `make up` built it."""
+    from mlstack.native.stack import Stack
+    from mlstack.settings import StackSettings
+
+    return Stack(stack.settings(StackSettings), env_path=Path(stack.env["MLSTACK_ENV_FILE"]))
+
+
+@pytest.fixture(scope="module")
+def registry_restored(stack):
+    """For modules that promote, retire and roll back: leave the aliases as the next module expects."""
+    from tests.integration.helpers import registry, restore_aliases
+
+    before = registry(stack).aliases()
+    yield
+    restore_aliases(stack, before)

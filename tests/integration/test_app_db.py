@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from mlstack.db.engine import create_engine, ensure_database
 from mlstack.db.events import EventStore, ModelEvent
-from mlstack.db.migrate import current, upgrade
+from mlstack.db.migrate import current, head, upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ def store(request, pg_database, tmp_path):
     engine = create_engine(url)
     upgrade(engine)
     upgrade(engine)  # idempotent
-    assert current(engine) == "0002"
+    assert current(engine) == head() == "0003"
     yield EventStore(engine)
     engine.dispose()
 

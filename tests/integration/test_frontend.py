@@ -6,19 +6,11 @@ import html
 import re
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy as sa
 
-from mlstack.native.stack import Stack
-from mlstack.settings import StackSettings
-
-
-@pytest.fixture(scope="module")
-def native(stack):
-    return Stack(stack.settings(StackSettings), env_path=Path(stack.env["MLSTACK_ENV_FILE"]))
 
 
 @pytest.fixture(scope="module")

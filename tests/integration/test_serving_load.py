@@ -8,14 +8,10 @@ import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
-from mlstack.native.stack import Stack
 from mlstack.registry.aliases import move_alias
-from mlstack.settings import StackSettings
 from tests.integration.helpers import registry, tiny_version
 
 
@@ -67,11 +63,6 @@ class Load:
     def failures(self) -> list[tuple[int, dict]]:
         with self.lock:
             return [a for a in self.answers if a[0] != 200]
-
-
-@pytest.fixture(scope="module")
-def native(stack):
-    return Stack(stack.settings(StackSettings), env_path=Path(stack.env["MLSTACK_ENV_FILE"]))
 
 
 def test_alias_move_reaches_both_slots_within_10s_without_failing_a_request(stack, native, contract, housing):

@@ -1,10 +1,11 @@
 import pytest
 from pydantic import ValidationError
 
-from mlstack.settings import (BackendSettings, FrontendSettings, StackSettings, TrainingSettings,
+from mlstack.settings import (BackendSettings, FrontendSettings, RolloutSettings, StackSettings, TrainingSettings,
                               normalize_database_url)
 
-SECRETS = {"S3_ACCESS_KEY_ID": "k", "S3_SECRET_ACCESS_KEY": "s"}
+SECRETS = {"S3_ACCESS_KEY_ID": "k", "S3_SECRET_ACCESS_KEY": "s", "AIRFLOW_ADMIN_PASSWORD": "p",
+           "AIRFLOW_JWT_SECRET": "j" * 64, "AIRFLOW_API_SECRET_KEY": "a"}
 
 
 def test_postgres_urls_use_psycopg2():
@@ -25,6 +26,12 @@ def test_secrets_are_required_and_never_defaulted():
         StackSettings(_env_file=None)
     text = str(info.value)
     assert "S3_ACCESS_KEY_ID" in text and "S3_SECRET_ACCESS_KEY" in text
+    s3 = {"S3_ACCESS_KEY_ID": "k", "S3_SECRET_ACCESS_KEY": "s"}
+    with pytest.raises(ValidationError, match="AIRFLOW_ADMIN_PASSWORD, AIRFLOW_JWT_SECRET, AIRFLOW_API_SECRET_KEY"):
+        StackSettings(_env_file=None, **s3)
+    assert StackSettings(_env_file=None, AIRFLOW_ENABLED=False, **s3).AIRFLOW_ENABLED is False
+    with pytest.raises(ValidationError, match="at least 64"):
+        StackSettings(_env_file=None, **{**SECRETS, "AIRFLOW_JWT_SECRET": "short"})
 
 
 def test_port_rules():
@@ -67,6 +74,6 @@ def test_env_example_documents_every_setting():
 
     example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     names = (set(TrainingSettings.model_fields) | set(StackSettings.model_fields) | set(BackendSettings.model_fields)
-             | set(FrontendSettings.model_fields))
+             | set(FrontendSettings.model_fields) | set(RolloutSettings.model_fields))
     missing = sorted(n for n in names if f"\n{n}=" not in example)
     assert missing == []

@@ -1,0 +1,55 @@
+"""The train_model DAG's steps as plain functions (the DAG file only wires them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlstack.settings import TrainingSettings, load
+
+
+def validate_data(data_path: str | None = None) -> dict[str, Any]:
+    """Validate the labelled CSV against the data contract; return its path, sha256 and row count.
+
+    Raises ValidationError (naming every broken column and rule) on bad data: nothing is trained.
+    """
+    from mlstack.contracts import get_contract
+    from mlstack.data import load_dataset
+
+    settings = load(TrainingSettings)
+    path = Path(data_path) if data_path else settings.DATA_PATH
+    dataset = load_dataset(path.absolute(), get_contract(settings.DATA_CONTRACT))
+    return {"path": str(path.absolute()), "sha256": dataset.sha256, "rows": len(dataset.frame),
+            "warnings": [str(v) for v in dataset.report.warnings][:20]}
+
+
+def already_trained(settings: TrainingSettings, data_sha256: str) -> dict[str, Any] | None:
+    """Return the version already trained on this data by this code, if any (a retry, a re-run)."""
+    from mlstack.registry.aliases import read_aliases
+    from mlstack.registry.connection import connect
+    from mlstack.training.pipeline import git_commit
+
+    client = connect(settings)
+    commit = git_commit(settings)
+    aliases = read_aliases(client, settings.MODEL_NAME)
+    for v in client.search_model_versions(f"name='{settings.MODEL_NAME}'"):
+        tags = v.tags or {}
+        if tags.get("data_sha256") == data_sha256 and tags.get("git_commit") == commit and commit:
+            alias = next((a for a, ver in aliases.items() if ver == str(v.version)), None)
+            return {"version": str(v.version), "alias": alias, "skipped": True,
+                    "reason": f"v{v.version} was already trained on this data by commit {commit[:12]}"}
+    return None
+
+
+def train_and_register(data_path: str, data_sha256: str, actor: str) -> dict[str, Any]:
+    """Train, evaluate, register and give the alias the registry policy says; idempotent per data and code."""
+    from mlstack.training.pipeline import train
+
+    settings = load(TrainingSettings)
+    done = already_trained(settings, data_sha256)
+    if done:
+        return done
+    result = train(settings, data_path=Path(data_path), actor=actor)
+    return {"version": result.version, "alias": result.alias, "reason": result.reason, "run_id": result.run_id,
+            "family": result.family, "holdout_rmse": result.metrics.rmse, "seconds": round(result.seconds, 1),
+            "skipped": False}
