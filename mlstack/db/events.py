@@ -109,11 +109,16 @@ class EventStore:
         with self.appending(event) as row:
             return row
 
-    def recent(self, model_name: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """Return the newest events first."""
+    def recent(self, model_name: str | None = None, limit: int = 20, *, actions: tuple[str, ...] = (),
+               exclude: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Return the newest events first (only `actions`, or all but `exclude`, when given)."""
         query = sa.select(model_events).order_by(model_events.c.id.desc()).limit(limit)
         if model_name:
             query = query.where(model_events.c.model_name == model_name)
+        if actions:
+            query = query.where(model_events.c.action.in_(actions))
+        if exclude:
+            query = query.where(model_events.c.action.not_in(exclude))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 

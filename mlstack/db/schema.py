@@ -40,6 +40,9 @@ predictions = sa.Table(
     sa.Column("features", sa.JSON, nullable=False),
     sa.Column("prediction", sa.Float, nullable=False),
     sa.Column("latency_ms", sa.Float, nullable=False),
+    # shadow scoring: the other alias's model on the same record (not served), for paired comparisons
+    sa.Column("shadow_version", sa.String(32), nullable=True),
+    sa.Column("shadow_prediction", sa.Float, nullable=True),
 )
 sa.Index("ix_predictions_created_at", predictions.c.created_at)
 sa.Index("ix_predictions_variant_created_at", predictions.c.variant, predictions.c.created_at)

@@ -31,6 +31,7 @@ class Status:
     versions: list[VersionInfo] = field(default_factory=list)
     slots: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
     chain_ok: bool | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -44,6 +45,7 @@ class Status:
             "aliases": {a: info(v) for a, v in self.aliases.items()},
             "versions": [info(v) for v in self.versions], "slots": self.slots,
             "events": [{**e, "event_time": e["event_time"].isoformat()} for e in self.events],
+            "decisions": [{**e, "event_time": e["event_time"].isoformat()} for e in self.decisions],
             "chain_ok": self.chain_ok, "errors": self.errors,
         }
 
@@ -112,7 +114,9 @@ class StatusReader:
                 status.slots[slot] = {"slot": slot, "model": None, "last_error": f"not answering ({type(exc).__name__})"}
         try:
             store = self._events()
-            status.events = store.recent(s.MODEL_NAME, limit=events)
+            judged = ("judge_ab", "judge_guard", "notify")
+            status.events = store.recent(s.MODEL_NAME, limit=events, exclude=judged)
+            status.decisions = store.recent(s.MODEL_NAME, limit=10, actions=("judge_ab", "judge_guard"))
             status.chain_ok = store.verify().ok
         except Exception as exc:  # noqa: BLE001
             status.errors["events"] = f"the app database is unreachable: {type(exc).__name__}"

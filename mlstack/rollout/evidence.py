@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from mlstack.db.schema import SLOW_THRESHOLDS_MS, feedback, model_events, predictions, request_stats
 from mlstack.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, Registry
-from mlstack.rollout.judge import ABEvidence, ArmEvidence, GuardEvidence, Policy
+from mlstack.rollout.judge import ABEvidence, ArmEvidence, GuardEvidence, PairedEvidence, Policy
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,26 @@ def arm(engine: Engine, version: str | None, since: datetime, until: datetime | 
         n, se, se2, ae = conn.execute(labels).one()
     return ArmEvidence(version=version, requests=int(requests), errors=int(errors), slow=int(slow), labels=int(n),
                        se_sum=float(se or 0), se_sq_sum=float(se2 or 0), ae_sum=float(ae or 0))
+
+
+def paired(engine: Engine, champion: str | None, challenger: str | None, since: datetime) -> PairedEvidence | None:
+    """Sum challenger − champion errors over labelled rows that carry both models (shadow scoring)."""
+    if champion is None or challenger is None:
+        return None
+    p, f = predictions.c, feedback.c
+    e_ch = sa.case((p.model_version == challenger, p.prediction), else_=p.shadow_prediction) - f.actual
+    e_cp = sa.case((p.model_version == champion, p.prediction), else_=p.shadow_prediction) - f.actual
+    d_se = e_ch * e_ch - e_cp * e_cp
+    d_ae = sa.func.abs(e_ch) - sa.func.abs(e_cp)
+    both = sa.or_(sa.and_(p.model_version == challenger, p.shadow_version == champion),
+                  sa.and_(p.model_version == champion, p.shadow_version == challenger))
+    query = (sa.select(sa.func.count(), sa.func.sum(d_se), sa.func.sum(d_se * d_se), sa.func.sum(d_ae),
+                       sa.func.sum(d_ae * d_ae))
+             .select_from(predictions.join(feedback, f.prediction_id == p.prediction_id))
+             .where(both, p.created_at >= since))
+    with engine.connect() as conn:
+        n, se, se2, ae, ae2 = conn.execute(query).one()
+    return PairedEvidence(int(n), float(se or 0), float(se2 or 0), float(ae or 0), float(ae2 or 0))
 
 
 def alias_set_at(engine: Engine, model_name: str, alias: str, version: str) -> datetime | None:
@@ -112,7 +132,8 @@ def ab_evidence(src: Sources, policy: Policy, now: datetime | None = None) -> AB
     return ABEvidence(
         champion=arm(src.engine, champion, since, None, policy.latency_slo_ms, variant="A"),
         challenger=arm(src.engine, challenger, since, None, policy.latency_slo_ms, variant="B"),
-        weight_b=split_weight(src.web_url), holdout_mse=mse, holdout_mae=mae)
+        weight_b=split_weight(src.web_url), holdout_mse=mse, holdout_mae=mae,
+        paired=paired(src.engine, champion, challenger, since))
 
 
 def guard_evidence(src: Sources, policy: Policy, now: datetime | None = None) -> GuardEvidence:
@@ -144,8 +165,9 @@ def from_dict(data: dict[str, Any]) -> ABEvidence | GuardEvidence:
     """Rebuild evidence stored in the audit trail (for `audit explain`)."""
     data = dict(data)
     if data.get("kind") == "ab":
+        pairs = data.pop("paired", None)
         return ABEvidence(champion=ArmEvidence(**data.pop("champion")), challenger=ArmEvidence(**data.pop("challenger")),
-                          **data)
+                          paired=PairedEvidence(**pairs) if pairs else None, **data)
     previous = data.pop("previous")
     return GuardEvidence(champion=ArmEvidence(**data.pop("champion")),
                          previous=ArmEvidence(**previous) if previous else None, **data)

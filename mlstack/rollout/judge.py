@@ -105,12 +105,28 @@ class ArmEvidence:
 
 
 @dataclass(frozen=True)
+class PairedEvidence:
+    """Both models' errors on the same labelled rows (shadow scoring): sums of challenger − champion.
+
+    Every slot also scores the other alias's model on each request, so a labelled row gives one
+    pair; comparing on the same rows removes the rows' own difficulty from the noise.
+    """
+
+    pairs: int = 0
+    d_se_sum: float = 0.0  # Σ (e_challenger² − e_champion²)
+    d_se_sq_sum: float = 0.0  # Σ of its squares
+    d_ae_sum: float = 0.0  # Σ (|e_challenger| − |e_champion|)
+    d_ae_sq_sum: float = 0.0
+
+
+@dataclass(frozen=True)
 class ABEvidence:
     champion: ArmEvidence
     challenger: ArmEvidence
     weight_b: int  # percent of users the split sends to B
     holdout_mse: float | None = None  # the champion's holdout MSE: the scale relative effects use
     holdout_mae: float | None = None
+    paired: PairedEvidence | None = None
     kind: Literal["ab"] = "ab"
 
 
@@ -275,16 +291,24 @@ def _decide_ab(ev: ABEvidence, p: Policy) -> Decision:
         return Decision("RETIRE", "challenger significantly worse: " + "; ".join(_fmt(c) for c in worse),
                         tuple(checks))
 
-    labels = _gate("labels", a.labels, b.labels, p.min_labels_per_arm)
-    checks.append(labels)
-    if not labels.passed:
-        return Decision("HOLD", f"collecting ground truth: {a.labels}/{b.labels} labels (A/B), "
-                                f"{p.min_labels_per_arm} needed per arm", tuple(checks))
-    mse_a, mse_b = _mean(a.se_sum, a.se_sq_sum, a.labels), _mean(b.se_sum, b.se_sq_sum, b.labels)
-    mae_a, mae_b = _mean(a.ae_sum, a.se_sum, a.labels), _mean(b.ae_sum, b.se_sum, b.labels)
-    mse_scale = ev.holdout_mse or max(mse_a[0], 1e-12)
-    mae_scale = ev.holdout_mae or max(mae_a[0], 1e-12)
-    mse_worse = _diff_check("mse_relative", "regression", mse_a, mse_b, a.labels, b.labels, p.mixing.mse_relative,
+    pairs = ev.paired if ev.paired is not None and ev.paired.pairs >= p.min_labels_per_arm else None
+    if pairs is None:
+        labels = _gate("labels", a.labels, b.labels, p.min_labels_per_arm)
+        checks.append(labels)
+        if not labels.passed:
+            return Decision("HOLD", f"collecting ground truth: {a.labels}/{b.labels} labels (A/B), "
+                                    f"{p.min_labels_per_arm} needed per arm", tuple(checks))
+        mse_a, mse_b = _mean(a.se_sum, a.se_sq_sum, a.labels), _mean(b.se_sum, b.se_sq_sum, b.labels)
+        mae_a, mae_b = _mean(a.ae_sum, a.se_sum, a.labels), _mean(b.ae_sum, b.se_sum, b.labels)
+        n_a, n_b = a.labels, b.labels
+    else:  # paired: the difference is measured on the same rows; arm A's estimate carries it all
+        checks.append(_gate("pairs", pairs.pairs, pairs.pairs, p.min_labels_per_arm))
+        mse_a, mse_b = (0.0, 0.0), _mean(pairs.d_se_sum, pairs.d_se_sq_sum, pairs.pairs)
+        mae_a, mae_b = (0.0, 0.0), _mean(pairs.d_ae_sum, pairs.d_ae_sq_sum, pairs.pairs)
+        n_a = n_b = pairs.pairs
+    mse_scale = ev.holdout_mse or max(mse_a[0] or (a.se_sum / max(a.labels, 1)), 1e-12)
+    mae_scale = ev.holdout_mae or max(mae_a[0] or (a.ae_sum / max(a.labels, 1)), 1e-12)
+    mse_worse = _diff_check("mse_relative", "regression", mse_a, mse_b, n_a, n_b, p.mixing.mse_relative,
                             alpha_reg, 0.0, scale=mse_scale)
     checks.append(mse_worse)
     if mse_worse.passed:
@@ -295,16 +319,17 @@ def _decide_ab(ev: ABEvidence, p: Policy) -> Decision:
                     p.alpha, p.guardrails.error_rate),
         _diff_check("slo_violation_rate", "non-inferiority", slo_a, slo_b, a.requests, b.requests,
                     p.mixing.slo_violation_rate, p.alpha, p.guardrails.slo_violation_rate),
-        _diff_check("mae_relative", "non-inferiority", mae_a, mae_b, a.labels, b.labels, p.mixing.mae_relative,
+        _diff_check("mae_relative", "non-inferiority", mae_a, mae_b, n_a, n_b, p.mixing.mae_relative,
                     p.alpha, p.guardrails.mae_relative, scale=mae_scale),
-        _diff_check("mse_relative", "superiority", mse_a, mse_b, a.labels, b.labels, p.mixing.mse_relative,
+        _diff_check("mse_relative", "superiority", mse_a, mse_b, n_a, n_b, p.mixing.mse_relative,
                     p.alpha, p.rmse_min_improvement, scale=mse_scale),
     ]
     checks += promotion
     if all(c.passed for c in promotion):
-        rmse_a, rmse_b = math.sqrt(mse_a[0]), math.sqrt(mse_b[0])
-        return Decision("PROMOTE", f"challenger v{b.version} better: live RMSE {rmse_b:,.0f} vs {rmse_a:,.0f} "
-                                   f"({a.labels}/{b.labels} labels), no guardrail worse", tuple(checks),
+        gain = -promotion[-1].difference  # relative MSE improvement
+        basis = f"{pairs.pairs} paired labels" if pairs else f"{a.labels}/{b.labels} labels"
+        return Decision("PROMOTE", f"challenger v{b.version} better: live MSE {gain:.1%} lower than the "
+                                   f"champion's ({basis}), no guardrail worse", tuple(checks),
                         target_version=b.version)
     pending = ", ".join(c.metric for c in promotion if not c.passed)
     return Decision("HOLD", f"no decision yet: not shown for {pending}", tuple(checks))

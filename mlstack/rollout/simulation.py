@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from mlstack.rollout.judge import ABEvidence, ArmEvidence, GuardEvidence, Policy, decide
+from mlstack.rollout.judge import ABEvidence, ArmEvidence, GuardEvidence, PairedEvidence, Policy, decide
 
 DF = 5  # Student t degrees of freedom of prediction errors: heavier tails than normal, as real errors
 
@@ -40,6 +40,8 @@ class Scenario:
     weight_b: int = 50  # the configured split
     served_b: float | None = None  # the share B really gets (a dead slot: 0); default weight_b
     label_fraction: float = 0.5
+    paired: bool = True  # shadow scoring: every labelled row carries both models' predictions
+    correlation: float = 0.85  # of the two models' errors on the same row
     tick_seconds: float = 30.0
     ticks: int = 240
     holdout_rmse: float = 45_000.0
@@ -61,15 +63,20 @@ class Outcome:
         return float(np.percentile(self.seconds, 95)) if self.seconds else None
 
 
-def _arm_ticks(rng: np.random.Generator, n: np.ndarray, arm: ArmModel, label_fraction: float) -> dict[str, np.ndarray]:
-    """Per-tick statistics of one arm given its request counts n (runs × ticks)."""
+def _arm_ticks(rng: np.random.Generator, n: np.ndarray, arm: ArmModel, label_fraction: float,
+               other: ArmModel | None = None, rho: float = 0.0, sign: float = 1.0) -> dict[str, np.ndarray]:
+    """Per-tick statistics of one arm given its request counts n (runs × ticks).
+
+    With `other`, each labelled row also gets the other model's error (correlation `rho`), and the
+    paired sums of sign·(e_self² − e_other²) are returned too (sign +1: this arm is the challenger).
+    """
     errors = rng.binomial(n, arm.error_rate)
     slow = rng.binomial(n - errors, arm.slow_rate)
     labels = rng.binomial(n - errors, label_fraction)
     flat = labels.ravel()
     total = int(flat.sum())
-    scale = arm.rmse / np.sqrt(DF / (DF - 2))
-    e = rng.standard_t(DF, size=total) * scale + arm.bias
+    base = rng.standard_t(DF, size=total)
+    e = base * (arm.rmse / np.sqrt(DF / (DF - 2))) + arm.bias
     starts = np.concatenate(([0], np.cumsum(flat)[:-1]))
 
     def seg_sum(values: np.ndarray) -> np.ndarray:
@@ -78,8 +85,15 @@ def _arm_ticks(rng: np.random.Generator, n: np.ndarray, arm: ArmModel, label_fra
         return out.reshape(labels.shape)
 
     se = e * e
-    return {"requests": n, "errors": errors, "slow": slow, "labels": labels,
-            "se_sum": seg_sum(se), "se_sq_sum": seg_sum(se * se), "ae_sum": seg_sum(np.abs(e))}
+    out = {"requests": n, "errors": errors, "slow": slow, "labels": labels,
+           "se_sum": seg_sum(se), "se_sq_sum": seg_sum(se * se), "ae_sum": seg_sum(np.abs(e))}
+    if other is not None:
+        mixed = rho * base + np.sqrt(1 - rho * rho) * rng.standard_t(DF, size=total)
+        o = mixed * (other.rmse / np.sqrt(DF / (DF - 2))) + other.bias
+        d_se, d_ae = sign * (se - o * o), sign * (np.abs(e) - np.abs(o))
+        out.update(d_se_sum=seg_sum(d_se), d_se_sq_sum=seg_sum(d_se * d_se), d_ae_sum=seg_sum(d_ae),
+                   d_ae_sq_sum=seg_sum(d_ae * d_ae))
+    return out
 
 
 def _arm(stats: dict[str, np.ndarray], run: int, tick: int, version: str) -> ArmEvidence:
@@ -96,15 +110,27 @@ def simulate_ab(scenario: Scenario, policy: Policy, runs: int, seed: int = 0) ->
     total = rng.poisson(scenario.requests_per_second * scenario.tick_seconds, size=(runs, scenario.ticks))
     share_b = (scenario.weight_b if scenario.served_b is None else scenario.served_b) / 100
     n_b = rng.binomial(total, share_b)
-    a = {k: np.cumsum(v, axis=1) for k, v in _arm_ticks(rng, total - n_b, scenario.champion, scenario.label_fraction).items()}
-    b = {k: np.cumsum(v, axis=1) for k, v in _arm_ticks(rng, n_b, scenario.challenger, scenario.label_fraction).items()}
+    pair = {"rho": scenario.correlation} if scenario.paired else {}
+    a = {k: np.cumsum(v, axis=1) for k, v in _arm_ticks(
+        rng, total - n_b, scenario.champion, scenario.label_fraction,
+        other=scenario.challenger if scenario.paired else None, sign=-1.0, **pair).items()}
+    b = {k: np.cumsum(v, axis=1) for k, v in _arm_ticks(
+        rng, n_b, scenario.challenger, scenario.label_fraction,
+        other=scenario.champion if scenario.paired else None, sign=1.0, **pair).items()}
     holdout_mse = scenario.holdout_rmse ** 2
     holdout_mae = scenario.holdout_rmse * 0.65
 
     def evidence(run: int, tick: int) -> ABEvidence:
-        return ABEvidence(_arm(a, run, tick, "1"), _arm(b, run, tick, "2"), scenario.weight_b, holdout_mse, holdout_mae)
+        paired = None
+        if scenario.paired:
+            paired = PairedEvidence(int(a["labels"][run, tick] + b["labels"][run, tick]),
+                                    *(float(a[k][run, tick] + b[k][run, tick])
+                                      for k in ("d_se_sum", "d_se_sq_sum", "d_ae_sum", "d_ae_sq_sum")))
+        return ABEvidence(_arm(a, run, tick, "1"), _arm(b, run, tick, "2"), scenario.weight_b, holdout_mse,
+                          holdout_mae, paired)
 
-    return _first_verdicts(scenario, policy, runs, evidence, "HOLD", b["labels"], started)
+    labels = a["labels"] + b["labels"] if scenario.paired else b["labels"]
+    return _first_verdicts(scenario, policy, runs, evidence, "HOLD", labels, started)
 
 
 def _first_verdicts(scenario: Scenario, policy: Policy, runs: int, evidence, neutral: str,  # noqa: ANN001
@@ -149,7 +175,10 @@ def standard_scenarios() -> dict[str, Scenario]:
         **{f"challenger errors 1% → 5%, {rate:g} req/s": Scenario(
             "errors", base, replace(base, error_rate=0.05), requests_per_second=rate, tick_seconds=10.0, ticks=90)
            for rate in (3.0, 10.0, 30.0)},
-        "challenger RMSE +25%": Scenario("worse", base, replace(base, rmse=base.rmse * 1.25)),
+        "challenger RMSE +25%": Scenario("worse", base, replace(base, rmse=base.rmse * 1.25), tick_seconds=10.0,
+                                         ticks=720),
+        "challenger RMSE +25%, unpaired": Scenario("worse-unpaired", base, replace(base, rmse=base.rmse * 1.25),
+                                                  paired=False),
         "dead slot B": Scenario("dead-b", base, base, served_b=0.0),
     }
 
@@ -179,9 +208,8 @@ def targets(out: dict[str, Outcome]) -> list[tuple[str, str, bool, bool]]:
          out["dead slot B"].share("HOLD") == 1.0, True),
         ("better challenger promoted", f"{better.share('PROMOTE'):.1%}, p95 {better.p95_seconds() or 0:.0f} s",
          better.share("PROMOTE") >= 0.95, True),
-        ("RMSE +25% challenger decided within 400 labels (p95)",
-         f"retired {worse.share('RETIRE'):.1%}, p95 {labels_p95:.0f} challenger labels",
-         labels_p95 <= 400, False),
+        ("RMSE +25% challenger decided within 400 labels (p95, shadow-scored pairs)",
+         f"retired {worse.share('RETIRE'):.1%}, p95 {labels_p95:.0f} labels", labels_p95 <= 400, True),
         ("RMSE +25% after promotion caught by the guard", f"rolled back {guard_bad.share('ROLLBACK'):.1%}, "
          f"p95 {guard_bad.p95_seconds() or 0:.0f} s", guard_bad.share("ROLLBACK") >= 0.95, True),
     ]

@@ -138,12 +138,26 @@ def _json_body() -> Any:
 
 
 def _log_row(s: Serving, model: LoadedModel, prediction_id: str, created_at: float, user_hash: str | None,
-             record: dict[str, Any], value: float, latency_ms: float) -> dict[str, Any]:
+             record: dict[str, Any], value: float, latency_ms: float,
+             shadow: tuple[str, float] | None = None) -> dict[str, Any]:
     """Return one `predictions` row for the prediction log (columns of mlstack.db.schema.predictions)."""
     return {"prediction_id": prediction_id, "created_at": created_at, "variant": s.settings.SLOT,
             "model_name": model.name, "model_version": model.version, "model_alias": model.alias,
             "user_hash": user_hash, "request_id": g.request_id, "features": record, "prediction": value,
-            "latency_ms": latency_ms}
+            "latency_ms": latency_ms, "shadow_version": shadow[0] if shadow else None,
+            "shadow_prediction": shadow[1] if shadow else None}
+
+
+def _shadow(s: Serving, record: dict[str, Any]) -> tuple[str, float] | None:
+    """Score the record with the other alias's model too (never served; a failure only skips it)."""
+    model = s.manager.shadow
+    if model is None:
+        return None
+    try:
+        return model.version, model.predict_record(record, s.contract)
+    except Exception:  # noqa: BLE001
+        log.exception("shadow prediction failed (v%s)", model.version)
+        return None
 
 
 def _apply_fault(s: Serving) -> Any:
@@ -181,7 +195,7 @@ def predict() -> Response:
     latency_ms = (time.perf_counter() - started) * 1000
     (prediction_id,) = s.new_prediction_ids(1)
     s.predlog.record("prediction", _log_row(s, model, prediction_id, time.time(), _user_hash(), record, value,
-                                            latency_ms))
+                                            latency_ms, _shadow(s, record)))
     metrics.PREDICTIONS.labels(s.settings.SLOT, model.version).inc()
     return jsonify(prediction_id=prediction_id, prediction=value, model=model.describe(), variant=s.settings.SLOT)
 
@@ -303,7 +317,9 @@ def schema() -> Response:
 def model_info() -> Response:
     s = serving()
     m = s.manager.current
+    shadow = s.manager.shadow
     return jsonify(slot=s.settings.SLOT, follows=list(s.manager.follow), model=m.describe() if m else None,
+                   shadow=shadow.describe() if shadow else None,
                    source=m.source if m else None, loaded_at=m.loaded_at if m else None,
                    compiled=bool(m and m.compiled), last_error=s.manager.last_error,
                    refused_versions=s.manager.refused)

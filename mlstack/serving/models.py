@@ -6,6 +6,11 @@ compiled (see fastpath), verified against sklearn and smoke-tested on the contra
 before it replaces the current model in one reference assignment, so a swap never fails a
 request. A version that fails any step is refused and the old one keeps serving. When MLflow
 is down at start, the slot serves the last good model from its cache.
+
+Shadow scoring: each slot also keeps the *other* alias's model (slot A the challenger, slot B
+the champion while it serves a challenger) and scores every request with it too, without
+serving that answer. Joined with feedback, the two models' errors on the same rows let the
+judge compare them pairwise, which needs far fewer labels than comparing the two arms.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from mlstack.contract import DataContract
 log = logging.getLogger(__name__)
 
 FOLLOW = {"A": ("champion",), "B": ("challenger", "champion")}
+SHADOW = {"champion": "challenger", "challenger": "champion"}  # served alias → the alias scored alongside
 
 
 class ModelRefused(RuntimeError):
@@ -116,6 +122,8 @@ class ModelManager:
         self.fast_path = fast_path
         self.on_event = on_event or (lambda kind, model, detail: None)
         self.current: LoadedModel | None = None
+        self.shadow: LoadedModel | None = None
+        self._aliases: dict[str, str] | None = None
         self.refused: dict[str, str] = {}  # version -> reason; not retried until the alias moves on
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -133,6 +141,7 @@ class ModelManager:
         from mlstack.registry.aliases import read_aliases
 
         aliases = read_aliases(self._client(), self.model_name)
+        self._aliases = aliases
         for alias in self.follow:
             if alias in aliases:
                 return alias, aliases[alias]
@@ -185,7 +194,44 @@ class ModelManager:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def poll_once(self) -> bool:
-        """Check the registry once; swap if the alias moved. Return True if the model changed."""
+        """Check the registry once; swap if the alias moved. Return True if the served model changed."""
+        self._aliases = None
+        before = self.current
+        changed = self._poll_served()
+        if self._aliases is not None:
+            try:
+                self._update_shadow(self._aliases, before)
+            except Exception as exc:  # noqa: BLE001 - the shadow never affects what is served
+                log.warning("slot %s: shadow model not updated: %s", self.slot, exc)
+        return changed
+
+    def _update_shadow(self, aliases: dict[str, str], before: LoadedModel | None = None) -> None:
+        """Keep the other alias's model loaded for shadow scoring (or drop it when there is none).
+
+        `before` is what was served before this poll: when slot B moves from the champion to a new
+        challenger, the champion it served becomes its shadow without loading anything.
+        """
+        current = self.current
+        alias = SHADOW.get(current.alias) if current else None
+        version = aliases.get(alias) if alias else None
+        if version is None or version == current.version or version in self.refused:  # type: ignore[union-attr]
+            if self.shadow is not None:
+                log.info("slot %s: no shadow model now (was v%s)", self.slot, self.shadow.version)
+            self.shadow = None
+            return
+        shadow = self.shadow
+        if (shadow is None or shadow.version != version) and before is not None and before.version == version:
+            shadow = self.shadow = before
+        if shadow is not None and shadow.version == version:
+            if shadow.alias != alias:
+                self.shadow = LoadedModel(shadow.name, version, alias, shadow.pipeline, shadow.compiled,  # type: ignore[arg-type]
+                                          shadow.source, shadow.loaded_at)
+            return
+        self.shadow = load_local(self._download(version), self.model_name, version, alias, self.contract,  # type: ignore[arg-type]
+                                 source="registry", fast_path=self.fast_path)
+        log.info("slot %s scores %s v%s (%s) in the shadow", self.slot, self.model_name, version, alias)
+
+    def _poll_served(self) -> bool:
         try:
             target = self.resolve()
         except Exception as exc:  # noqa: BLE001 - registry down: keep serving what we have
@@ -206,9 +252,13 @@ class ModelManager:
             return False
         if version in self.refused:
             return False
+        shadow = self.shadow
         try:
-            model = load_local(self._download(version), self.model_name, version, alias, self.contract,
-                               source="registry", fast_path=self.fast_path)
+            if shadow is not None and shadow.version == version:  # a promotion: the shadow is already loaded
+                model = LoadedModel(shadow.name, version, alias, shadow.pipeline, shadow.compiled, shadow.source)
+            else:
+                model = load_local(self._download(version), self.model_name, version, alias, self.contract,
+                                   source="registry", fast_path=self.fast_path)
         except ModelRefused as exc:
             self.refused[version] = str(exc)
             log.error("slot %s refused %s: keeping %s", self.slot, exc,

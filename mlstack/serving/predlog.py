@@ -63,7 +63,8 @@ def _pg_upsert(engine: Engine, table: sa.Table, rows: list[dict[str, Any]], upda
 
 def write_rows(engine: Engine, records: list[tuple[str, dict[str, Any]]]) -> None:
     """Insert journal records [(kind, row)] idempotently, predictions before feedback."""
-    preds = [_decode(r) for k, r in records if k == "prediction"]
+    columns = [c.name for c in predictions.columns]  # rows journaled before a column existed get None
+    preds = [{c: row.get(c) for c in columns} for row in (_decode(r) for k, r in records if k == "prediction")]
     fbs: dict[str, dict[str, Any]] = {}
     for k, r in records:
         if k == "feedback":

@@ -233,8 +233,15 @@ def test_slot_b_follows_challenger_falls_back_to_champion_and_refuses_a_bad_vers
         client = app.test_client()
         assert client.get("/model-info").json["model"] == {"name": name, "version": v1, "alias": "champion"}
         move_alias(reg, "challenger", v2, actor="test", reason="slot B test", metrics={})
-        assert _wait_for(client, v2)["model"] == {"name": name, "version": v2, "alias": "challenger"}
-        assert client.post("/predict", json=contract.example()).json["variant"] == "B"
+        info = _wait_for(client, v2)
+        assert info["model"] == {"name": name, "version": v2, "alias": "challenger"}
+        # shadow scoring: while serving the challenger, slot B scores the champion on each request too
+        deadline = time.time() + 10
+        while time.time() < deadline and client.get("/model-info").json["shadow"] is None:
+            time.sleep(0.1)
+        assert client.get("/model-info").json["shadow"] == {"name": name, "version": v1, "alias": "champion"}
+        answer = client.post("/predict", json=contract.example()).json
+        assert answer["variant"] == "B" and answer["model"]["version"] == v2
         # A version that fails the smoke test is refused; v2 keeps serving, and the refusal is counted.
         move_alias(reg, "challenger", bad, actor="test", reason="bad model", metrics={})
         time.sleep(2.0)
@@ -242,11 +249,19 @@ def test_slot_b_follows_challenger_falls_back_to_champion_and_refuses_a_bad_vers
         assert info["model"]["version"] == v2 and bad in info["refused_versions"]
         assert "outside" in info["refused_versions"][bad]
         assert 'mlstack_model_swaps_refused_total{variant="B"} 1.0' in client.get("/metrics").data.decode()
-        # No challenger: slot B falls back to the champion.
+        # No challenger: slot B falls back to the champion, and has nothing to score in the shadow.
         move_alias(reg, "challenger", None, actor="test", reason="retired", metrics={})
-        assert _wait_for(client, v1)["model"] == {"name": name, "version": v1, "alias": "champion"}
+        info = _wait_for(client, v1)
+        assert info["model"] == {"name": name, "version": v1, "alias": "champion"} and info["shadow"] is None
     finally:
         app.extensions["mlstack"].close()
+    engine = sa.create_engine(stack.app_db_url)
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT model_version, shadow_version, shadow_prediction, prediction "
+                                   "FROM predictions WHERE prediction_id = :p"), {"p": answer["prediction_id"]}).first()
+    engine.dispose()
+    assert row is not None and (row.model_version, row.shadow_version) == (v2, v1)
+    assert row.shadow_prediction is not None  # v1 and v2 were fitted on the same rows: equal values here
 
 
 def test_cold_start_with_mlflow_down_serves_from_the_cache(backend_settings, app_a, contract):
