@@ -152,6 +152,54 @@ def test_a_degraded_champion_is_rolled_back(ctx, native, sink, stack, contract, 
     native.set_ab_weight(10)
 
 
+def test_a_dead_slot_is_a_sample_ratio_hold_not_a_verdict(ctx, native, stack, contract, housing, rows):
+    from mlstack.rollout.actions import evaluate_ab
+
+    reg = ctx.registry
+    _, challenger = tiny_version(stack, contract, housing.sample(3000, random_state=7), "house-price")
+    move_alias(reg, CHALLENGER, challenger, actor="test", reason="a challenger for the dead-slot test")
+    native.set_ab_weight(50)
+    _wait_serving(native, "B", challenger)
+    native.ctl("stop", "backend-b")
+    try:
+        results, report = _decide_under_traffic(evaluate_ab, ctx, native, rows, contract, {"RETIRE", "PROMOTE"},
+                                                seconds=20, rate=60)
+    finally:
+        native.ctl("start", "backend-b")
+        native.wait_healthy({p.name: p for p in native.programs()}["backend-b"], 60)
+        native.set_ab_weight(10)
+    print("dead slot:", [r["reason"][:40] for r in results], report.as_dict())
+    assert report.answered.get(200, 0) == report.sent  # nginx sent B's users to A: nothing failed
+    assert {r["action"] for r in results} == {"HOLD"}
+    assert results[-1]["reason"].startswith("sample-ratio mismatch")
+    assert reg.alias_version(CHALLENGER) == challenger
+    move_alias(reg, CHALLENGER, None, actor="test", reason="end of the dead-slot test")
+
+
+def test_a_champion_slot_failing_its_health_check_is_rolled_back_at_once(ctx, native, sink, stack):
+    from mlstack.registry.policy import set_champion
+    from mlstack.rollout.actions import guard_champion
+
+    reg = ctx.registry
+    current = reg.alias_version(CHAMPION)
+    other = next(v for v in reversed(versions(stack))
+                 if v != current and reg.artifacts_present(v))
+    set_champion(reg, other, actor="test", reason="a champion whose slot will fail", metrics={})
+    _wait_serving(native, "A", other)
+    sink.take()
+    native.ctl("stop", "backend-a")
+    try:
+        result = guard_champion(ctx)
+    finally:
+        native.ctl("start", "backend-a")
+        native.wait_healthy({p.name: p for p in native.programs()}["backend-a"], 60)
+    assert result["action"] == "ROLLBACK" and "health check failed" in result["reason"]
+    assert reg.alias_version(CHAMPION) == current  # no statistics needed: one tick
+    posts = sink.take()
+    assert len(posts) == 1 and "rolled back" in posts[0]["text"]
+    assert ctx.events.verify().ok
+
+
 def test_the_rollback_script_dry_run_changes_nothing_and_refuses_unknown_versions(stack, ctx):
     reg = ctx.registry
     before = reg.aliases()
