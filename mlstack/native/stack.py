@@ -101,11 +101,11 @@ class Stack:
                     weed, base, self._s3_health, startsecs=2, stopwaitsecs=5),
             *(self._slot(slot, port) for slot, port in (("A", s.BACKEND_A_PORT), ("B", s.BACKEND_B_PORT))),
             self._frontend(),
-            Program("nginx", "Web (nginx)", f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}",
+            Program("nginx", "Web (nginx)", self._web_url(),
                     f"the web form and /api, split A/B ({s.AB_WEIGHT_B}% to B), sticky per user",
                     " ".join([NGINX, *self._nginx_args(self.path("nginx", "conf")), "-g", "'daemon off;'"]),
                     {"PATH": "/usr/sbin:/usr/bin:/bin"},
-                    lambda: _http_ok(f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}/api/split"), startsecs=1),
+                    lambda: _http_ok(f"{self._web_url()}/api/split"), startsecs=1),
             Program("mlflow", "MLflow", s.tracking_uri, "experiment tracking and model registry",
                     f"bash {ROOT / 'mlflow' / 'start-server.sh'}",
                     {**base, **s3_env, "MLFLOW_DATABASE_URL": s.MLFLOW_DATABASE_URL, "MLFLOW_HOST": s.BIND_ADDRESS,
@@ -120,13 +120,25 @@ class Stack:
         return {"PATH": f"{BIN}:{process_env().get('PATH', '/usr/bin:/bin')}", "HOME": str(self.path("home")),
                 "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
 
+    def _service_env(self) -> dict[str, str]:
+        """What every mlstack process starts from: the venv, .env, the var dir, MLflow and the app database."""
+        s = self.settings
+        return {**self._base_env(), "MLSTACK_ENV_FILE": env_file() or "", "MLSTACK_VAR_DIR": str(self.var),
+                "MLFLOW_TRACKING_URI": s.tracking_uri, "APP_DATABASE_URL": s.APP_DATABASE_URL}
+
+    def _web_url(self) -> str:
+        return f"http://{self.settings.BIND_ADDRESS}:{self.settings.WEB_PORT}"
+
+    def _slot_urls(self) -> dict[str, str]:
+        """Where each slot answers (its /ready, /model-info), for the frontend and the rollout tasks."""
+        s = self.settings
+        return {"SLOT_A_URL": f"http://{s.BIND_ADDRESS}:{s.BACKEND_A_PORT}",
+                "SLOT_B_URL": f"http://{s.BIND_ADDRESS}:{s.BACKEND_B_PORT}"}
+
     def _slot(self, slot: str, port: int) -> Program:
         """An inference slot: it reads .env itself; only per-slot values are passed here."""
         s = self.settings
-        env = {**self._base_env(), "MLSTACK_ENV_FILE": env_file() or "",
-               "MLSTACK_VAR_DIR": str(self.var), "SLOT": slot, "BACKEND_BIND": s.BIND_ADDRESS,
-               "BACKEND_PORT": str(port), "MLFLOW_TRACKING_URI": s.tracking_uri,
-               "APP_DATABASE_URL": s.APP_DATABASE_URL,
+        env = {**self._service_env(), "SLOT": slot, "BACKEND_BIND": s.BIND_ADDRESS, "BACKEND_PORT": str(port),
                "PROMETHEUS_MULTIPROC_DIR": str(self.path("prometheus", f"slot-{slot.lower()}")),
                "NUMBA_CACHE_DIR": str(self.path("numba-cache")),
                # off until the file exists: tests and the demo write it (mlstack.serving.faults)
@@ -143,12 +155,9 @@ class Stack:
         url = f"http://{s.BIND_ADDRESS}:{s.AIRFLOW_PORT}"
         secret = lambda v: v.get_secret_value() if v else ""  # noqa: E731
         return {
-            **self._base_env(), "MLSTACK_ENV_FILE": env_file() or "", "MLSTACK_VAR_DIR": str(self.var),
-            "MLFLOW_TRACKING_URI": s.tracking_uri, "APP_DATABASE_URL": s.APP_DATABASE_URL,
+            **self._service_env(),
             # where the rollout tasks find nginx (the live split), the slots (/ready), and the links they send
-            "WEB_URL": f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}",
-            "SLOT_A_URL": f"http://{s.BIND_ADDRESS}:{s.BACKEND_A_PORT}",
-            "SLOT_B_URL": f"http://{s.BIND_ADDRESS}:{s.BACKEND_B_PORT}",
+            "WEB_URL": self._web_url(), **self._slot_urls(),
             "AIRFLOW_PUBLIC_URL": url, "MLFLOW_PUBLIC_URL": s.tracking_uri,
             "AIRFLOW_HOME": str(self.path("airflow")),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "airflow" / "dags"),
@@ -203,12 +212,8 @@ class Stack:
     def _frontend(self) -> Program:
         """The web frontend: it reads .env itself; addresses of the API and the slots are passed here."""
         s = self.settings
-        env = {**self._base_env(), "MLSTACK_ENV_FILE": env_file() or "", "MLSTACK_VAR_DIR": str(self.var),
-               "FRONTEND_BIND": s.BIND_ADDRESS, "FRONTEND_PORT": str(s.FRONTEND_PORT),
-               "API_BASE_URL": f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}/api",
-               "SLOT_A_URL": f"http://{s.BIND_ADDRESS}:{s.BACKEND_A_PORT}",
-               "SLOT_B_URL": f"http://{s.BIND_ADDRESS}:{s.BACKEND_B_PORT}",
-               "MLFLOW_TRACKING_URI": s.tracking_uri, "APP_DATABASE_URL": s.APP_DATABASE_URL,
+        env = {**self._service_env(), **self._slot_urls(), "FRONTEND_BIND": s.BIND_ADDRESS,
+               "FRONTEND_PORT": str(s.FRONTEND_PORT), "API_BASE_URL": f"{self._web_url()}/api",
                # the status page reads the registry while a person waits: fail fast, never retry
                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
         url = f"http://{s.BIND_ADDRESS}:{s.FRONTEND_PORT}"
@@ -270,7 +275,7 @@ class Stack:
         A reload is asynchronous: for a moment old workers still accept connections next to the
         new ones, so one new answer is not enough — the old workers must be gone.
         """
-        url = f"http://{self.settings.BIND_ADDRESS}:{self.settings.WEB_PORT}/api/split"
+        url = f"{self._web_url()}/api/split"
         deadline = time.monotonic() + timeout
         since: float | None = None
         while time.monotonic() < deadline:
@@ -455,7 +460,7 @@ class Stack:
                 took = self.wait_healthy(programs[name], s.STARTUP_TIMEOUT_SECONDS)
                 self.console.print(f"[green]✓[/green] {programs[name].title} healthy ({took:.1f}s)")
         self.print_table(time.monotonic() - started)
-        web = f"http://{s.BIND_ADDRESS}:{s.WEB_PORT}"
+        web = self._web_url()
         self.console.print(f"[bold green]Open the web form: {web}/[/bold green]   status page: {web}/status   "
                            f"API: {web}/api/predict", soft_wrap=True)
 
