@@ -11,71 +11,28 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from mlstack.native.stack import Stack
-from mlstack.registry.aliases import CHALLENGER, CHAMPION, move_alias
+from mlstack.airflow_api import AirflowApi
+from mlstack.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, move_alias
 from mlstack.serving.faults import write_fault
 from mlstack.settings import TrainingSettings
 from mlstack.simulator import Simulator, holdout_rows
-from tests.integration.helpers import registry, tiny_version, versions
+from tests.integration.helpers import wait_serving, registry, tiny_version, versions
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class AirflowApi:
-    def __init__(self, native: Stack) -> None:
-        s = native.settings
-        self.base = f"http://127.0.0.1:{s.AIRFLOW_PORT}"
-        body = json.dumps({"username": s.AIRFLOW_ADMIN_USER,
-                           "password": s.AIRFLOW_ADMIN_PASSWORD.get_secret_value()}).encode()
-        req = urllib.request.Request(f"{self.base}/auth/token", data=body, headers={"Content-Type": "application/json"})
-        self.token = json.loads(urllib.request.urlopen(req, timeout=10).read())["access_token"]
-
-    def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        req = urllib.request.Request(f"{self.base}{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Content-Type": "application/json"})
-        return json.loads(urllib.request.urlopen(req, timeout=15).read() or b"{}")
-
-    def wait_parsed(self, dag_id: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                self.call("GET", f"/api/v2/dags/{dag_id}")
-                return
-            except OSError:
-                time.sleep(2)
-        raise AssertionError(f"Airflow did not parse {dag_id} within {timeout}s")
-
-    def run(self, dag_id: str, conf: dict | None = None, timeout: float = 180) -> dict:
-        """Trigger a run and wait for it to finish; return the run."""
-        run = self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
-        run_id = run["dag_run_id"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
-            if run["state"] in ("success", "failed"):
-                return run
-            time.sleep(1)
-        raise AssertionError(f"{dag_id} run {run_id} did not finish within {timeout}s")
-
-    def xcom(self, dag_id: str, run_id: str, task_id: str) -> object:
-        path = (f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}/taskInstances/{task_id}"
-                "/xcomEntries/return_value")
-        return self.call("GET", path)["value"]
-
+TASKS = {"evaluate_ab": "evaluate", "guard_champion": "guard"}  # each rollout DAG's one task
 
 pytestmark = pytest.mark.usefixtures("registry_restored")
 
 
 @pytest.fixture(scope="module")
 def api(native):
-    return AirflowApi(native)
+    return AirflowApi.from_stack(native.settings)
 
 
 def test_every_component_reports_healthy(api):
@@ -100,46 +57,119 @@ def test_train_model_dag_trains_once_per_data_and_code(stack, native):
     assert versions(stack) == after_first  # same data, same code: skipped, nothing registered
 
 
+@pytest.fixture(scope="module")
+def rows(stack, contract):
+    s = stack.settings(TrainingSettings)
+    return holdout_rows(s.DATA_PATH, contract, s.SPLIT_SEED, s.HOLDOUT_FRACTION)
+
+
+def _decide_through_airflow(api, native, rows, contract, dag_id: str, decided, *, seconds: float, rate: float):
+    """Unpause `dag_id` under simulated traffic until `decided()`; pause it again; return the ticks' results.
+
+    Unpaused, the scheduler runs the DAG every minute; manual runs are triggered in between so
+    the test does not wait for the minute. Whichever run has the evidence first acts.
+    """
+    sim = Simulator(native.settings.WEB_PORT, rows, contract, rate=rate, threads=6, feedback_delay=0.5)
+    runner = threading.Thread(target=sim.run, args=(seconds,), daemon=True)
+    api.wait_parsed(dag_id)
+    api.set_paused(dag_id, False)
+    outcomes = []
+    try:
+        runner.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not decided():
+            time.sleep(2)
+            run = api.run(dag_id)
+            assert run["state"] == "success", run
+            outcomes.append(api.xcom(dag_id, run["dag_run_id"], TASKS[dag_id]))
+    finally:
+        api.set_paused(dag_id, True)
+        sim.stop()
+        runner.join(timeout=30)
+    print(f"{dag_id} via Airflow (manual runs):", [o["action"] for o in outcomes], sim.report.as_dict())
+    return outcomes
+
+
+def _one_decision(reg, kind: str, action: str, actor: str, since_id: int) -> dict:
+    """The one audited decision of `action` since `since_id`; its explanation reproduces it; chain verified."""
+    from mlstack.rollout.audit import explain
+
+    rows = [e for e in reg.events.recent(reg.model_name, limit=2000, actions=(f"judge_{kind}",))
+            if e["id"] > since_id and e["details"]["decision"]["action"] == action]
+    assert len(rows) == 1, [(e["id"], e["actor"]) for e in rows]  # acted once, though ticks kept coming
+    assert rows[0]["actor"] == actor
+    assert explain(reg.events.engine, rows[0]["id"]).reproduced
+    assert reg.events.verify().ok
+    return rows[0]
+
+
+def _last_event_id(reg) -> int:
+    last = reg.events.recent(reg.model_name, limit=1)
+    return last[0]["id"] if last else 0
+
+
 def test_evaluate_ab_dag_retires_a_bad_challenger_with_one_slack_message(stack, native, api, contract, housing,
-                                                                         slack_sink):
+                                                                         slack_sink, rows):
     reg = registry(stack)
     champion = reg.alias_version(CHAMPION)
     _, bad = tiny_version(stack, contract, housing.sample(3000, random_state=5), "house-price")
     move_alias(reg, CHALLENGER, bad, actor="test", reason="a challenger for the Airflow test")
     native.set_ab_weight(50)
+    wait_serving(native, "B", bad)
     write_fault(native.fault_file("B"), error_rate=0.3)
-    s = stack.settings(TrainingSettings)
-    sim = Simulator(native.settings.WEB_PORT, holdout_rows(s.DATA_PATH, contract, s.SPLIT_SEED, s.HOLDOUT_FRACTION),
-                    contract, rate=80, threads=6, feedback_delay=0.5)
-    runner = threading.Thread(target=sim.run, args=(150,), daemon=True)
-    api.wait_parsed("evaluate_ab")
+    since = _last_event_id(reg)
     slack_sink.take()
-    # Unpaused, the scheduler runs it every minute (and at once for the last interval); manual runs
-    # are triggered in between. Whichever run has the evidence first retires the challenger.
-    api.call("PATCH", "/api/v2/dags/evaluate_ab", {"is_paused": False})
-    outcomes = []
     try:
-        runner.start()
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline and reg.alias_version(CHALLENGER) == bad:
-            time.sleep(3)
-            run = api.run("evaluate_ab")
-            assert run["state"] == "success", run
-            outcomes.append(api.xcom("evaluate_ab", run["dag_run_id"], "evaluate"))
+        _decide_through_airflow(api, native, rows, contract, "evaluate_ab",
+                                lambda: reg.alias_version(CHALLENGER) != bad, seconds=150, rate=80)
     finally:
-        api.call("PATCH", "/api/v2/dags/evaluate_ab", {"is_paused": True})
-        sim.stop()
         write_fault(native.fault_file("B"))
-        native.set_ab_weight(10)
-    print("evaluate_ab via Airflow (manual runs):", [o["action"] for o in outcomes])
     assert reg.alias_version(CHALLENGER) is None and reg.alias_version(CHAMPION) == champion
-    decisions = [e for e in reg.events.recent(reg.model_name, limit=200)
-                 if e["action"] == "judge_ab" and e["details"]["decision"]["action"] == "RETIRE"]
-    assert len(decisions) == 1 and decisions[0]["actor"] == "airflow:evaluate_ab"
-    assert decisions[0]["details"]["aliases"][CHALLENGER] == bad
+    decision = _one_decision(reg, "ab", "RETIRE", "airflow:evaluate_ab", since)
+    assert decision["details"]["aliases"][CHALLENGER] == bad and "error_rate" in decision["reason"]
     time.sleep(2)
     posts = slack_sink.take()
-    assert len(posts) == 1 and "retired" in posts[0]["text"]
-    recent = reg.events.recent(reg.model_name, limit=50)
-    assert any(e["actor"] == "airflow:evaluate_ab" and e["action"] == "judge_ab" for e in recent)
-    assert reg.events.verify().ok
+    assert len(posts) == 1 and "retired" in posts[0]["text"] and posts[0]["blocks"][0]["type"] == "header"
+
+
+def test_evaluate_ab_dag_promotes_a_better_challenger_with_one_slack_message(stack, native, api, contract, housing,
+                                                                             slack_sink, rows):
+    reg = registry(stack)
+    old = reg.alias_version(CHAMPION)
+    _, better = tiny_version(stack, contract, housing.sample(8000, random_state=2), "house-price",
+                             family="hist_gradient_boosting", holdout=rows)
+    move_alias(reg, CHALLENGER, better, actor="test", reason="a better challenger for the promotion test")
+    native.set_ab_weight(50)
+    wait_serving(native, "B", better)
+    since = _last_event_id(reg)
+    slack_sink.take()
+    _decide_through_airflow(api, native, rows, contract, "evaluate_ab",
+                            lambda: reg.alias_version(CHALLENGER) != better, seconds=180, rate=100)
+    assert reg.aliases() == {CHAMPION: better, PREVIOUS_CHAMPION: old}
+    _one_decision(reg, "ab", "PROMOTE", "airflow:evaluate_ab", since)
+    time.sleep(2)
+    posts = slack_sink.take()
+    assert len(posts) == 1 and "promoted" in posts[0]["text"]
+
+
+def test_guard_champion_dag_rolls_back_a_degraded_champion_with_one_slack_message(stack, native, api, contract,
+                                                                                  slack_sink, rows):
+    reg = registry(stack)
+    champion, previous = reg.alias_version(CHAMPION), reg.alias_version(PREVIOUS_CHAMPION)
+    assert previous is not None, "runs after the promotion test"
+    wait_serving(native, "A", champion)
+    write_fault(native.fault_file("A"), bias=80_000.0)
+    since = _last_event_id(reg)
+    slack_sink.take()
+    try:
+        _decide_through_airflow(api, native, rows, contract, "guard_champion",
+                                lambda: reg.alias_version(CHAMPION) != champion, seconds=120, rate=80)
+    finally:
+        write_fault(native.fault_file("A"))
+        native.set_ab_weight(10)
+    assert reg.aliases() == {CHAMPION: previous}
+    decision = _one_decision(reg, "guard", "ROLLBACK", "airflow:guard_champion", since)
+    assert "mse" in decision["reason"]
+    time.sleep(2)
+    posts = slack_sink.take()
+    assert len(posts) == 1 and "rolled back" in posts[0]["text"]

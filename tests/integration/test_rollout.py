@@ -1,5 +1,6 @@
-"""Rollout decisions on the real native stack: a bad challenger retired, a better one promoted, a
-degraded champion rolled back — each with exactly one Slack message and a verified audit chain.
+"""Rollout decisions on the real native stack, through the action functions the DAGs run: a dead
+slot, a champion slot failing its health check, the rollback script, long HOLDs, failed DAG runs.
+(Retirement, promotion and rollback through Airflow's scheduler are in test_airflow.py.)
 
 Traffic comes from the simulator (held-out rows through nginx, feedback after a delay); faults
 come from the slots' fault mode; the Slack webhook is a local sink recording each post.
@@ -14,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from mlstack.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, move_alias
-from mlstack.serving.faults import write_fault
+from mlstack.registry.aliases import CHALLENGER, CHAMPION, move_alias
 from mlstack.settings import RolloutSettings, TrainingSettings
 from mlstack.simulator import Simulator, holdout_rows
-from tests.integration.helpers import tiny_version, versions
+from tests.integration.helpers import wait_serving, tiny_version, versions
 
 
 @pytest.fixture(scope="module")
@@ -62,96 +62,6 @@ def _decide_under_traffic(action, ctx, native, rows, contract, want: set[str], s
     return results, sim.report
 
 
-def _wait_serving(native, slot: str, version: str, timeout: float = 30) -> None:
-    import urllib.request
-
-    port = native.settings.BACKEND_A_PORT if slot == "A" else native.settings.BACKEND_B_PORT
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/model-info", timeout=5).read())
-        if (info.get("model") or {}).get("version") == version:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"slot {slot} did not serve v{version} within {timeout}s")
-
-
-def _assert_audit(ctx, event_id: int) -> None:
-    from mlstack.rollout.audit import explain
-
-    assert ctx.events.verify().ok
-    assert explain(ctx.engine, event_id).reproduced
-
-
-def test_a_bad_challenger_is_retired(ctx, native, sink, stack, contract, housing, rows):
-    from mlstack.rollout.actions import evaluate_ab
-
-    reg = ctx.registry
-    _, bad = tiny_version(stack, contract, housing.sample(4000, random_state=1), "house-price")
-    move_alias(reg, CHALLENGER, bad, actor="test", reason="a challenger for the retirement test")
-    native.set_ab_weight(50)
-    write_fault(native.fault_file("B"), error_rate=0.3)
-    try:
-        _wait_serving(native, "B", bad)
-        sink.take()
-        results, report = _decide_under_traffic(evaluate_ab, ctx, native, rows, contract, {"RETIRE", "PROMOTE"})
-    finally:
-        write_fault(native.fault_file("B"))
-    print("retirement:", [r["action"] for r in results], report.as_dict())
-    final = results[-1]
-    assert final["action"] == "RETIRE" and "error_rate" in final["reason"]
-    assert reg.alias_version(CHALLENGER) is None and reg.alias_version(CHAMPION) == final["champion"]
-    posts = sink.take()
-    assert len(posts) == 1 and "retired" in posts[0]["text"] and posts[0]["blocks"][0]["type"] == "header"
-    _assert_audit(ctx, final["event_id"])
-    holds = [r for r in results[:-1]]
-    assert all(r["action"] == "HOLD" for r in holds)  # every earlier tick held, and was recorded
-    assert len(ctx.events.recent(reg.model_name, limit=500)) >= len(results)
-
-
-def test_a_better_challenger_is_promoted(ctx, native, sink, stack, contract, housing, rows):
-    from mlstack.rollout.actions import evaluate_ab
-
-    reg = ctx.registry
-    old = reg.alias_version(CHAMPION)
-    _, better = tiny_version(stack, contract, housing.sample(8000, random_state=2), "house-price",
-                             family="hist_gradient_boosting", holdout=rows)
-    move_alias(reg, CHALLENGER, better, actor="test", reason="a better challenger for the promotion test")
-    _wait_serving(native, "B", better)
-    sink.take()
-    results, report = _decide_under_traffic(evaluate_ab, ctx, native, rows, contract, {"RETIRE", "PROMOTE"},
-                                            seconds=120, rate=100)
-    print("promotion:", [r["action"] for r in results][-3:], report.as_dict())
-    final = results[-1]
-    assert final["action"] == "PROMOTE", final["reason"]
-    assert reg.aliases() == {CHAMPION: better, PREVIOUS_CHAMPION: old}
-    posts = sink.take()
-    assert len(posts) == 1 and "promoted" in posts[0]["text"]
-    _assert_audit(ctx, final["event_id"])
-
-
-def test_a_degraded_champion_is_rolled_back(ctx, native, sink, stack, contract, rows):
-    from mlstack.rollout.actions import guard_champion
-
-    reg = ctx.registry
-    champion, previous = reg.alias_version(CHAMPION), reg.alias_version(PREVIOUS_CHAMPION)
-    assert previous is not None, "runs after the promotion test"
-    _wait_serving(native, "A", champion)
-    write_fault(native.fault_file("A"), bias=80_000.0)
-    try:
-        sink.take()
-        results, report = _decide_under_traffic(guard_champion, ctx, native, rows, contract, {"ROLLBACK"})
-    finally:
-        write_fault(native.fault_file("A"))
-    print("rollback:", [r["action"] for r in results][-3:], report.as_dict())
-    final = results[-1]
-    assert final["action"] == "ROLLBACK" and final["rolled_back"] and "mse" in final["reason"]
-    assert reg.aliases() == {CHAMPION: previous}
-    posts = sink.take()
-    assert len(posts) == 1 and "rolled back" in posts[0]["text"]
-    _assert_audit(ctx, final["event_id"])
-    native.set_ab_weight(10)
-
-
 def test_a_dead_slot_is_a_sample_ratio_hold_not_a_verdict(ctx, native, stack, contract, housing, rows):
     from mlstack.rollout.actions import evaluate_ab
 
@@ -159,7 +69,7 @@ def test_a_dead_slot_is_a_sample_ratio_hold_not_a_verdict(ctx, native, stack, co
     _, challenger = tiny_version(stack, contract, housing.sample(3000, random_state=7), "house-price")
     move_alias(reg, CHALLENGER, challenger, actor="test", reason="a challenger for the dead-slot test")
     native.set_ab_weight(50)
-    _wait_serving(native, "B", challenger)
+    wait_serving(native, "B", challenger)
     native.ctl("stop", "backend-b")
     try:
         results, report = _decide_under_traffic(evaluate_ab, ctx, native, rows, contract, {"RETIRE", "PROMOTE"},
@@ -185,7 +95,7 @@ def test_a_champion_slot_failing_its_health_check_is_rolled_back_at_once(ctx, na
     other = next(v for v in reversed(versions(stack))
                  if v != current and reg.artifacts_present(v))
     set_champion(reg, other, actor="test", reason="a champion whose slot will fail", metrics={})
-    _wait_serving(native, "A", other)
+    wait_serving(native, "A", other)
     sink.take()
     native.ctl("stop", "backend-a")
     try:
@@ -204,7 +114,7 @@ def test_the_rollback_script_dry_run_changes_nothing_and_refuses_unknown_version
     reg = ctx.registry
     before = reg.aliases()
     events = len(reg.events.recent(reg.model_name, limit=10_000))
-    target = versions(stack)[-1]  # the promoted (and rolled back) version: its artifacts are in place
+    target = versions(stack)[-1]  # the dead-slot test's challenger: registered, artifacts in place, no alias
     assert target != before[CHAMPION]
     dry = stack.script("scripts/rollback.py", "--to", target, "--reason", "what if", "--dry-run")
     assert dry.returncode == 0, dry.stderr
