@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help install env up down status logs train registry test test-unit test-integration compose-check bench lock clean
+.PHONY: help install env up down status logs train registry test test-unit test-integration compose-check bench bench-rollout dashboards lock clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ registry: ## list registered versions, aliases, metrics and recent model events
 test: ## install what tests need, run the judge's simulation, then unit and integration tests (real services)
 	@scripts/install.sh test
 	@$(PY) -m mlstack.rollout.simulation --check
-	@$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	@$(PY) -m pytest -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 test-unit: ## unit tests only (no services)
 	@scripts/install.sh test
@@ -51,6 +51,13 @@ bench: up ## benchmark training and serving on the running stack (writes reports
 	@$(PY) scripts/bench_training.py
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	@$(PY) scripts/bench_serving.py
+	@$(PY) scripts/bench_monitoring.py
+
+bench-rollout: up ## time a 1%→5% error challenger's retirement by the scheduled evaluate_ab (about 50 min)
+	@$(PY) scripts/bench_rollout.py
+
+dashboards: ## rewrite grafana/dashboards/*.json from grafana/build_dashboards.py
+	@$(PY) grafana/build_dashboards.py
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml
 	@.venv/bin/uv pip compile pyproject.toml --all-extras --python-version 3.11 --no-header -o requirements/lock.txt

@@ -24,7 +24,7 @@ class AirflowError(RuntimeError):
 class AirflowApi:
     """A small client of `/api/v2` for one user."""
 
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 15.0) -> None:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
         self.base = base_url.rstrip("/")
         self.username, self._password = username, password
         self.timeout = timeout

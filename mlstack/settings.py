@@ -107,6 +107,8 @@ class TrainingSettings(_MlflowClient):
     MLFLOW_CONNECT_ATTEMPTS: int = Field(5, ge=1, le=30)
     MLFLOW_CONNECT_BACKOFF_SECONDS: float = Field(1.0, ge=0.0, le=30.0)
     GIT_COMMIT: str = ""
+    # Where batch jobs push their results for Prometheus (empty: not pushed, only logged).
+    PUSHGATEWAY_URL: str = ""
 
     @field_validator("MLFLOW_PORT")
     @classmethod
@@ -149,6 +151,19 @@ class RolloutSettings(TrainingSettings, _SlotUrls):
         self.WEB_URL = (self.WEB_URL or f"http://127.0.0.1:{self.WEB_PORT}").rstrip("/")
         self.AIRFLOW_PUBLIC_URL = (self.AIRFLOW_PUBLIC_URL or f"http://127.0.0.1:{self.AIRFLOW_PORT}").rstrip("/")
         self.MLFLOW_PUBLIC_URL = (self.MLFLOW_PUBLIC_URL or f"http://127.0.0.1:{self.MLFLOW_PORT}").rstrip("/")
+        return self
+
+
+class MonitoringSettings(RolloutSettings):
+    """Settings of the monitor_drift DAG (it also reads the rollout settings: links, Slack, the policy file)."""
+
+    DRIFT_SCHEDULE: str = "@hourly"
+    DRIFT_WORK_DIR: Path | None = None  # reports and retraining files (default: MLSTACK_VAR_DIR/drift)
+    DRIFT_EXPERIMENT_NAME: str = "drift-monitoring"
+
+    @model_validator(mode="after")
+    def _derive_dir(self) -> MonitoringSettings:
+        self.DRIFT_WORK_DIR = (self.DRIFT_WORK_DIR or self.MLSTACK_VAR_DIR / "drift").absolute()
         return self
 
 
@@ -261,6 +276,37 @@ class StackSettings(StorageSettings):
     AIRFLOW_PARALLELISM: int = Field(4, ge=1, le=32)
     AIRFLOW_WORKER_LOG_PORT: int = 8793
     AIRFLOW_TRIGGER_LOG_PORT: int = 8794
+    MONITORING_ENABLED: bool = True
+    PROMETHEUS_PORT: int = 9090
+    PROMETHEUS_RETENTION: str = "15d"
+    ALERTMANAGER_PORT: int = 9093
+    PUSHGATEWAY_PORT: int = 9091
+    NGINX_STATUS_PORT: int = 8009
+    NGINX_EXPORTER_PORT: int = 9113
+    POSTGRES_EXPORTER_PORT: int = 9187
+    BLACKBOX_EXPORTER_PORT: int = 9115
+    SLACK_WEBHOOK_URL: SecretStr | None = None
+
+    def port_settings(self) -> dict[str, int]:
+        """Every port setting of the native stack that is in use, by name."""
+        names = ["MLFLOW_PORT", "BACKEND_A_PORT", "BACKEND_B_PORT", "WEB_PORT", "FRONTEND_PORT", "S3_PORT",
+                 "SEAWEEDFS_MASTER_PORT", "SEAWEEDFS_VOLUME_PORT", "SEAWEEDFS_FILER_PORT"]
+        if self.AIRFLOW_ENABLED:
+            names += ["AIRFLOW_PORT", "AIRFLOW_WORKER_LOG_PORT", "AIRFLOW_TRIGGER_LOG_PORT"]
+        if self.MONITORING_ENABLED:
+            names += ["PROMETHEUS_PORT", "ALERTMANAGER_PORT", "PUSHGATEWAY_PORT", "NGINX_STATUS_PORT",
+                      "NGINX_EXPORTER_PORT", "BLACKBOX_EXPORTER_PORT"]
+            if self.uses_postgres:
+                names.append("POSTGRES_EXPORTER_PORT")
+        return {name: getattr(self, name) for name in names}
+
+    @property
+    def uses_postgres(self) -> bool:
+        return any(u.startswith("postgresql") for u in (self.APP_DATABASE_URL, self.MLFLOW_DATABASE_URL))
+
+    @property
+    def pushgateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.PUSHGATEWAY_PORT}" if self.MONITORING_ENABLED else ""
 
     @model_validator(mode="after")
     def _check(self) -> StackSettings:
@@ -270,34 +316,18 @@ class StackSettings(StorageSettings):
             value = getattr(self, name)
             if not 1 <= value <= MAX_PORT - 10000:
                 raise ValueError(f"{name} must be between 1 and {MAX_PORT - 10000} (its gRPC port is {name} + 10000)")
-        _port(self.WEB_PORT, "WEB_PORT")
-        _port(self.FRONTEND_PORT, "FRONTEND_PORT")
-        for name in ("AIRFLOW_PORT", "AIRFLOW_WORKER_LOG_PORT", "AIRFLOW_TRIGGER_LOG_PORT"):
-            _port(getattr(self, name), name)
-        _port(self.BACKEND_A_PORT, "BACKEND_A_PORT")
-        _port(self.BACKEND_B_PORT, "BACKEND_B_PORT")
-        ports = {
-            "MLFLOW_PORT": self.MLFLOW_PORT,
-            "BACKEND_A_PORT": self.BACKEND_A_PORT,
-            "BACKEND_B_PORT": self.BACKEND_B_PORT,
-            "WEB_PORT": self.WEB_PORT,
-            "FRONTEND_PORT": self.FRONTEND_PORT,
-            "AIRFLOW_PORT": self.AIRFLOW_PORT,
-            "AIRFLOW_WORKER_LOG_PORT": self.AIRFLOW_WORKER_LOG_PORT,
-            "AIRFLOW_TRIGGER_LOG_PORT": self.AIRFLOW_TRIGGER_LOG_PORT,
-            "S3_PORT": self.S3_PORT,
-            "SEAWEEDFS_MASTER_PORT": self.SEAWEEDFS_MASTER_PORT,
-            "SEAWEEDFS_VOLUME_PORT": self.SEAWEEDFS_VOLUME_PORT,
-            "SEAWEEDFS_FILER_PORT": self.SEAWEEDFS_FILER_PORT,
-        }
+        self.MLFLOW_DATABASE_URL = normalize_database_url(self.MLFLOW_DATABASE_URL or self.sqlite_url("mlflow"))
+        self.APP_DATABASE_URL = normalize_database_url(self.APP_DATABASE_URL or self.sqlite_url("app"))
+        ports = self.port_settings()
+        for name, value in ports.items():
+            if not name.startswith(("S3", "SEAWEEDFS")):
+                _port(value, name)
         seen: dict[int, str] = {}
         for name, value in ports.items():
             for port in (value, value + 10000) if name.startswith(("S3", "SEAWEEDFS")) else (value,):
                 if port in seen:
                     raise ValueError(f"{name} clashes with {seen[port]} on port {port}")
                 seen[port] = name
-        self.MLFLOW_DATABASE_URL = normalize_database_url(self.MLFLOW_DATABASE_URL or self.sqlite_url("mlflow"))
-        self.APP_DATABASE_URL = normalize_database_url(self.APP_DATABASE_URL or self.sqlite_url("app"))
         if self.MLFLOW_DATABASE_URL == self.APP_DATABASE_URL:
             raise ValueError("MLFLOW_DATABASE_URL and APP_DATABASE_URL must name different databases")
         self.AIRFLOW_DATABASE_URL = normalize_database_url(self.AIRFLOW_DATABASE_URL or self.sqlite_url("airflow"))

@@ -19,6 +19,7 @@ if [ "$weight" -gt 0 ]; then AB_SPLIT="        ${weight}%   B;
 
 export AB_SPLIT AB_WEIGHT_B="$weight"
 export NGINX_LISTEN="${NGINX_LISTEN:-127.0.0.1:8000}"
+export NGINX_STATUS_LISTEN="${NGINX_STATUS_LISTEN:-127.0.0.1:8009}"
 export BACKEND_A="${BACKEND_A:?set BACKEND_A (host:port of slot A)}"
 export BACKEND_B="${BACKEND_B:?set BACKEND_B (host:port of slot B)}"
 # The web frontend is optional: without one, / answers a JSON 404 instead of a 502.
@@ -54,7 +55,7 @@ export NGINX_FEEDBACK_RATE_LIMIT="${NGINX_FEEDBACK_RATE_LIMIT:-200}"
 export NGINX_FEEDBACK_RATE_BURST="${NGINX_FEEDBACK_RATE_BURST:-400}"
 
 mkdir -p "$out" "$NGINX_RUNTIME_DIR" "$NGINX_LOG_DIR"
-vars='${AB_SPLIT} ${AB_WEIGHT_B} ${NGINX_LISTEN} ${BACKEND_A} ${BACKEND_B} ${FRONTEND_UPSTREAM} ${FRONTEND_LOCATION} ${NGINX_WORKERS}
+vars='${AB_SPLIT} ${AB_WEIGHT_B} ${NGINX_LISTEN} ${NGINX_STATUS_LISTEN} ${BACKEND_A} ${BACKEND_B} ${FRONTEND_UPSTREAM} ${FRONTEND_LOCATION} ${NGINX_WORKERS}
 ${NGINX_RUNTIME_DIR} ${NGINX_LOG_DIR} ${NGINX_CONF_DIR} ${NGINX_MAX_BODY} ${NGINX_RATE_LIMIT} ${NGINX_RATE_BURST}
 ${NGINX_FEEDBACK_RATE_LIMIT} ${NGINX_FEEDBACK_RATE_BURST}'
 envsubst "$vars" < "$here/nginx.conf.template" > "$out/nginx.conf.new"

@@ -54,7 +54,10 @@ def copy_of_champion(reg) -> str:  # noqa: ANN001
     tags = {k: v for k, v in (champion.tags or {}).items() if k.startswith(("holdout_", "model_family"))}
     mv = reg.client.create_model_version(reg.model_name, source=champion.source, run_id=champion.run_id,
                                          tags={**tags, "bench": "rollout", "copy_of": champion.version},
-                                         description=f"copy of v{champion.version} for scripts/bench_rollout.py")
+                                         description=f"copy of v{champion.version} for scripts/bench_rollout.py",
+                                         # a LoggedModel's version: source models:/m-<id> names it
+                                         model_id=getattr(champion, "model_id", None)
+                                         or champion.source.removeprefix("models:/"))
     deadline = time.monotonic() + 60
     while reg.client.get_model_version(reg.model_name, mv.version).status != "READY":
         if time.monotonic() > deadline:
@@ -87,6 +90,8 @@ def trial(ctx, stack, sim_rows, contract, bench_version: str, rate: float, timeo
     champion = reg.alias_version(CHAMPION)
     last = reg.events.recent(reg.model_name, limit=1)
     first_id = last[0]["id"] + 1 if last else 0
+    if reg.alias_version(CHALLENGER) == bench_version:  # a fresh alias move starts a fresh evidence window
+        move_alias(reg, CHALLENGER, None, actor="bench", reason="scripts/bench_rollout.py: reset before a trial")
     move_alias(reg, CHALLENGER, bench_version, actor="bench", reason="scripts/bench_rollout.py trial")
     _wait_serving(ctx.settings.SLOT_B_URL, bench_version)
     write_fault(stack.fault_file("A"), error_rate=0.01)
@@ -180,7 +185,7 @@ def _chart(results: list[dict], rates: list[float], path: Path) -> None:
     ax.axhline(TARGET_SECONDS, color="red", linestyle="--", label=f"target {TARGET_SECONDS} s (p95)")
     ax.set_xticks(range(len(rates)), [f"{r:g} req/s" for r in rates])
     ax.set_ylabel("seconds to retirement")
-    ax.set_title("Challenger at 5% errors vs champion at 1%: time to RETIRE (dotted: lower bound)")
+    ax.set_title("Time to retire a 5%-error challenger (champion 1%); dotted: lower bound", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -194,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="give up on a trial after this many seconds")
     parser.add_argument("--report", type=Path, default=ROOT / "reports" / "bench-rollout.md")
     args = parser.parse_args(argv)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # killed: still restore what it changed (finally)
     rates = [float(r) for r in args.rates.split(",")]
     trials = [int(t) for t in args.trials.split(",")]
     if len(trials) != len(rates):

@@ -11,7 +11,8 @@ UV_VERSION="0.13.9"
 PYTHON="${PYTHON:-python3.11}"
 
 # Debian packages per profile. Later services add theirs here (one list, one place).
-apt_runtime=(nginx gettext-base)
+apt_runtime=(nginx gettext-base prometheus prometheus-alertmanager prometheus-pushgateway
+  prometheus-nginx-exporter prometheus-postgres-exporter prometheus-blackbox-exporter)
 apt_test=(docker-compose chromium chromium-driver)
 case "$profile" in
   runtime) apt_wanted=("${apt_runtime[@]}") ;;
@@ -33,6 +34,17 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts its Prometheus packages as system services on their default ports, which the
+  # native stack wants for itself (it runs them under supervisord with its own config): on a
+  # systemd machine, stop and disable the services of the packages installed just now.
+  if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+    for pkg in "${missing[@]}"; do
+      if [[ $pkg == prometheus* ]] && systemctl list-unit-files "$pkg.service" >/dev/null 2>&1; then
+        echo "install: disabling the system service $pkg (mlstack runs its own)"
+        systemctl disable --now "$pkg.service" >/dev/null 2>&1 || true
+      fi
+    done
+  fi
 fi
 
 command -v "$PYTHON" >/dev/null || { echo "install: $PYTHON not found (Python 3.11 is required)" >&2; exit 1; }

@@ -22,9 +22,9 @@ def evaluate_ab():
     @task
     def evaluate() -> dict:
         """Evidence → judge → audit → promote, retire or hold."""
-        from mlstack.rollout.actions import evaluate_ab as run, open_context
+        from mlstack.rollout.actions import dag_tick
 
-        return run(open_context(actor="airflow:evaluate_ab"))
+        return dag_tick("evaluate_ab")
 
     evaluate()
 

@@ -22,9 +22,9 @@ def guard_champion():
     @task
     def guard() -> dict:
         """Evidence → judge → audit → roll back or keep."""
-        from mlstack.rollout.actions import guard_champion as run, open_context
+        from mlstack.rollout.actions import dag_tick
 
-        return run(open_context(actor="airflow:guard_champion"))
+        return dag_tick("guard_champion")
 
     guard()
 

@@ -45,7 +45,7 @@ def train_model():
         """Train, evaluate on the holdout, log to MLflow, register, set the alias."""
         from mlstack.training.tasks import train_and_register
 
-        return train_and_register(data["path"], data["sha256"], actor="airflow:train_model")
+        return train_and_register(data["path"], data["sha256"], actor="airflow:train_model", dag_id="train_model")
 
     train_register(validate())
 

@@ -32,6 +32,7 @@ class Status:
     slots: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    drift: dict[str, Any] | None = None  # the latest drift_check event (monitor_drift)
     chain_ok: bool | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -46,6 +47,7 @@ class Status:
             "versions": [info(v) for v in self.versions], "slots": self.slots,
             "events": [{**e, "event_time": e["event_time"].isoformat()} for e in self.events],
             "decisions": [{**e, "event_time": e["event_time"].isoformat()} for e in self.decisions],
+            "drift": {**self.drift, "event_time": self.drift["event_time"].isoformat()} if self.drift else None,
             "chain_ok": self.chain_ok, "errors": self.errors,
         }
 
@@ -114,9 +116,10 @@ class StatusReader:
                 status.slots[slot] = {"slot": slot, "model": None, "last_error": f"not answering ({type(exc).__name__})"}
         try:
             store = self._events()
-            judged = ("judge_ab", "judge_guard", "notify")
+            judged = ("judge_ab", "judge_guard", "notify", "drift_check")
             status.events = store.recent(s.MODEL_NAME, limit=events, exclude=judged)
             status.decisions = store.recent(s.MODEL_NAME, limit=10, actions=("judge_ab", "judge_guard"))
+            status.drift = next(iter(store.recent(s.MODEL_NAME, limit=1, actions=("drift_check",))), None)
             status.chain_ok = store.verify().ok
         except Exception as exc:  # noqa: BLE001
             status.errors["events"] = f"the app database is unreachable: {type(exc).__name__}"

@@ -113,6 +113,7 @@ class Stack:
                      "MLFLOW_ALLOWED_HOSTS": s.MLFLOW_ALLOWED_HOSTS},
                     self._mlflow_health, startsecs=3),
             *(self._airflow() if s.AIRFLOW_ENABLED else []),
+            *(self._monitoring() if s.MONITORING_ENABLED else []),
         ]
 
     def _base_env(self) -> dict[str, str]:
@@ -159,6 +160,7 @@ class Stack:
             # where the rollout tasks find nginx (the live split), the slots (/ready), and the links they send
             "WEB_URL": self._web_url(), **self._slot_urls(),
             "AIRFLOW_PUBLIC_URL": url, "MLFLOW_PUBLIC_URL": s.tracking_uri,
+            "PUSHGATEWAY_URL": s.pushgateway_url,
             "AIRFLOW_HOME": str(self.path("airflow")),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "airflow" / "dags"),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -205,6 +207,92 @@ class Stack:
         if status != "healthy":
             raise StackError(f"Airflow {component} is {status or 'not reporting'}")
 
+    # -- monitoring -------------------------------------------------------------------------------
+
+    def _monitoring(self) -> list[Program]:
+        """Prometheus, Alertmanager, the Pushgateway and the exporters (Debian's binaries)."""
+        s = self.settings
+        local = "127.0.0.1"
+        path = {"PATH": "/usr/bin:/bin"}
+        prom = f"http://{local}:{s.PROMETHEUS_PORT}"
+        am = f"http://{local}:{s.ALERTMANAGER_PORT}"
+        pgw = f"http://{local}:{s.PUSHGATEWAY_PORT}"
+        conf = self.path("prometheus", "conf")
+        programs = [
+            Program("pushgateway", "Pushgateway", pgw, "results the DAGs push (judge, training, drift, DAG success)",
+                    f"/usr/bin/prometheus-pushgateway --web.listen-address={local}:{s.PUSHGATEWAY_PORT} "
+                    f"--persistence.file={self.path('prometheus', 'pushgateway.store')} --persistence.interval=30s",
+                    path, lambda: _http_ok(f"{pgw}/-/ready"), startsecs=1),
+            Program("prometheus", "Prometheus", prom, "metrics of every service, recording and alert rules",
+                    f"/usr/bin/prometheus --config.file={conf / 'prometheus.yml'} "
+                    f"--storage.tsdb.path={self.path('prometheus', 'data')} "
+                    f"--storage.tsdb.retention.time={s.PROMETHEUS_RETENTION} "
+                    f"--web.listen-address={local}:{s.PROMETHEUS_PORT} --web.external-url={prom} --web.enable-lifecycle",
+                    path, lambda: _http_ok(f"{prom}/-/ready"), startsecs=2),
+            Program("alertmanager", "Alertmanager", am, "routes alerts to Slack, one message per incident",
+                    f"sh {ROOT / 'prometheus' / 'start-alertmanager.sh'}",
+                    {**path, "ALERTMANAGER_BIN": "/usr/bin/prometheus-alertmanager",
+                     "ALERTMANAGER_CONFIG_SOURCE": str(ROOT / "prometheus"),
+                     "ALERTMANAGER_RUN_DIR": str(self.path("alertmanager")),
+                     "ALERTMANAGER_LISTEN": f"{local}:{s.ALERTMANAGER_PORT}", "ALERTMANAGER_EXTERNAL_URL": am,
+                     "SLACK_WEBHOOK_URL": s.SLACK_WEBHOOK_URL.get_secret_value() if s.SLACK_WEBHOOK_URL else ""},
+                    lambda: _http_ok(f"{am}/-/ready"), startsecs=1),
+            Program("nginx-exporter", "nginx exporter", f"http://{local}:{s.NGINX_EXPORTER_PORT}",
+                    "nginx's stub_status as Prometheus metrics",
+                    f"/usr/bin/prometheus-nginx-exporter -web.listen-address={local}:{s.NGINX_EXPORTER_PORT} "
+                    f"-nginx.scrape-uri=http://127.0.0.1:{s.NGINX_STATUS_PORT}/stub_status",
+                    path, lambda: _http_ok(f"http://{local}:{s.NGINX_EXPORTER_PORT}/metrics"), startsecs=1),
+            Program("blackbox-exporter", "Blackbox exporter", f"http://{local}:{s.BLACKBOX_EXPORTER_PORT}",
+                    "probes the health of MLflow, Airflow, S3 and the frontend",
+                    f"/usr/bin/prometheus-blackbox-exporter --config.file={ROOT / 'prometheus' / 'blackbox.yml'} "
+                    f"--web.listen-address={local}:{s.BLACKBOX_EXPORTER_PORT}",
+                    path, lambda: _http_ok(f"http://{local}:{s.BLACKBOX_EXPORTER_PORT}/-/healthy"), startsecs=1),
+        ]
+        if s.uses_postgres:
+            url = s.APP_DATABASE_URL if s.APP_DATABASE_URL.startswith("postgresql") else s.MLFLOW_DATABASE_URL
+            programs.append(Program(
+                "postgres-exporter", "PostgreSQL exporter", f"http://{local}:{s.POSTGRES_EXPORTER_PORT}",
+                "PostgreSQL health and activity",
+                f"/usr/bin/prometheus-postgres-exporter --web.listen-address={local}:{s.POSTGRES_EXPORTER_PORT}",
+                {**path, "DATA_SOURCE_NAME": postgres_dsn(url)},
+                lambda: _http_ok(f"http://{local}:{s.POSTGRES_EXPORTER_PORT}/metrics"), startsecs=1))
+        return programs
+
+    def render_prometheus(self) -> None:
+        """Lay out Prometheus's config as Compose mounts it: the repo's prometheus.yml and rules, and targets/."""
+        s = self.settings
+        conf = self.path("prometheus", "conf")
+        (conf / "targets").mkdir(parents=True, exist_ok=True)
+        for name in ("prometheus.yml", "rules"):
+            link = conf / name
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(ROOT / "prometheus" / name)
+        local = "127.0.0.1"
+        blackbox = f"{local}:{s.BLACKBOX_EXPORTER_PORT}"
+        probes = [("mlflow", f"{s.tracking_uri}/health", "http_2xx"),
+                  ("frontend", f"http://{s.BIND_ADDRESS}:{s.FRONTEND_PORT}/health", "http_2xx"),
+                  ("s3", s.S3_ENDPOINT_URL, "s3_up")]
+        if s.AIRFLOW_ENABLED:
+            probes.append(("airflow", f"http://{s.BIND_ADDRESS}:{s.AIRFLOW_PORT}/api/v2/monitor/health",
+                           "airflow_health"))
+        targets = {
+            "prometheus": [{"targets": [f"{local}:{s.PROMETHEUS_PORT}"]}],
+            "alertmanager": [{"targets": [f"{local}:{s.ALERTMANAGER_PORT}"]}],
+            "pushgateway": [{"targets": [f"{local}:{s.PUSHGATEWAY_PORT}"]}],
+            "nginx": [{"targets": [f"{local}:{s.NGINX_EXPORTER_PORT}"]}],
+            "postgres": [{"targets": [f"{local}:{s.POSTGRES_EXPORTER_PORT}"]}] if s.uses_postgres else [],
+            "slots": [{"targets": [f"{s.BIND_ADDRESS}:{port}"], "labels": {"slot": slot}}
+                      for slot, port in (("A", s.BACKEND_A_PORT), ("B", s.BACKEND_B_PORT))],
+            "health": [{"targets": [blackbox], "labels": {"service": name, "url": url, "__param_target": url,
+                                                          "__param_module": module}}
+                       for name, url, module in probes],
+        }
+        for name, groups in targets.items():
+            (conf / "targets" / f"{name}.yml").write_text(
+                f"# written by mlstack.native ({name}); Compose's are in prometheus/targets/compose/\n"
+                + json.dumps(groups, indent=2) + "\n")
+
     def fault_file(self, slot: str) -> Path:
         """The file that puts a slot into a fault mode (see mlstack.serving.faults)."""
         return self.path("faults", f"slot-{slot.lower()}.json")
@@ -250,12 +338,15 @@ class Stack:
                                          for p in self.programs()])
         _write_private(self.conf, text)
         self.render_nginx(self.path("nginx", "conf"), self.settings.AB_WEIGHT_B)
+        if self.settings.MONITORING_ENABLED:
+            self.render_prometheus()
 
     def nginx_env(self, weight: int, runtime_dir: Path | None = None) -> dict[str, str]:
         s = self.settings
         env = {k: v for k, v in process_env().items() if k.startswith("NGINX_")}
         return {"PATH": process_env().get("PATH", "/usr/bin:/bin"), **env, "AB_WEIGHT_B": str(weight),
                 "NGINX_LISTEN": f"{s.BIND_ADDRESS}:{s.WEB_PORT}",
+                "NGINX_STATUS_LISTEN": f"127.0.0.1:{s.NGINX_STATUS_PORT}",
                 "BACKEND_A": f"{s.BIND_ADDRESS}:{s.BACKEND_A_PORT}",
                 "BACKEND_B": f"{s.BIND_ADDRESS}:{s.BACKEND_B_PORT}",
                 "FRONTEND": f"{s.BIND_ADDRESS}:{s.FRONTEND_PORT}",
@@ -323,12 +414,7 @@ class Stack:
 
     def ports(self) -> dict[str, int]:
         """Return every port this stack listens on, by the setting that chooses it."""
-        s = self.settings
-        names = ["WEB_PORT", "BACKEND_A_PORT", "BACKEND_B_PORT", "FRONTEND_PORT", "MLFLOW_PORT", "S3_PORT",
-                 "SEAWEEDFS_MASTER_PORT", "SEAWEEDFS_VOLUME_PORT", "SEAWEEDFS_FILER_PORT"]
-        if s.AIRFLOW_ENABLED:
-            names += ["AIRFLOW_PORT", "AIRFLOW_WORKER_LOG_PORT", "AIRFLOW_TRIGGER_LOG_PORT"]
-        out = {name: getattr(s, name) for name in names}
+        out = self.settings.port_settings()
         for name in ("S3_PORT", "SEAWEEDFS_MASTER_PORT", "SEAWEEDFS_VOLUME_PORT", "SEAWEEDFS_FILER_PORT"):
             out[f"{name} + 10000 (gRPC)"] = out[name] + 10000
         return out
@@ -455,20 +541,25 @@ class Stack:
         for name in ("backend-a", "backend-b", "frontend", "nginx"):
             took = self.wait_healthy(programs[name], s.STARTUP_TIMEOUT_SECONDS)
             self.console.print(f"[green]✓[/green] {programs[name].title} ready ({took:.1f}s)")
-        if s.AIRFLOW_ENABLED:
-            for name in ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
-                took = self.wait_healthy(programs[name], s.STARTUP_TIMEOUT_SECONDS)
-                self.console.print(f"[green]✓[/green] {programs[name].title} healthy ({took:.1f}s)")
+        later = [p for p in self.programs() if p.name.startswith("airflow-")] if s.AIRFLOW_ENABLED else []
+        later += self._monitoring() if s.MONITORING_ENABLED else []
+        for program in later:
+            took = self.wait_healthy(program, s.STARTUP_TIMEOUT_SECONDS)
+            self.console.print(f"[green]✓[/green] {program.title} healthy ({took:.1f}s)")
         self.print_table(time.monotonic() - started)
         web = self._web_url()
         self.console.print(f"[bold green]Open the web form: {web}/[/bold green]   status page: {web}/status   "
                            f"API: {web}/api/predict", soft_wrap=True)
+        if s.MONITORING_ENABLED:
+            self.console.print(f"Prometheus: http://127.0.0.1:{s.PROMETHEUS_PORT}   Alertmanager: "
+                               f"http://127.0.0.1:{s.ALERTMANAGER_PORT}   (Grafana runs in Compose; its dashboards'"
+                               " queries are checked against this Prometheus by make test)", soft_wrap=True)
 
     def run_job(self, title: str, *args: str) -> None:
         """Run a one-shot `python -m mlstack ...` job (as Compose's init jobs do) and stream its output."""
         self.console.print(f"[bold]→ {title}[/bold]")
         env = {**process_env(), "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
-               "APP_DATABASE_URL": self.settings.APP_DATABASE_URL,
+               "APP_DATABASE_URL": self.settings.APP_DATABASE_URL, "PUSHGATEWAY_URL": self.settings.pushgateway_url,
                "MLSTACK_VAR_DIR": str(self.var)}
         result = subprocess.run([sys.executable, "-m", "mlstack", *args], env=env, cwd=ROOT)
         if result.returncode != 0:
@@ -530,6 +621,14 @@ def _http_ok(url: str, timeout: float = 3.0) -> None:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         if not 200 <= resp.status < 300:
             raise OSError(f"{url} answered {resp.status}")
+
+
+def postgres_dsn(url: str) -> str:
+    """A libpq URL for the exporter from a SQLAlchemy one (postgresql+psycopg2://... → postgresql://...)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url).set(drivername="postgresql")
+    return u.render_as_string(hide_password=False) + ("&" if "?" in str(u) else "?") + "sslmode=disable"
 
 
 def _set_env_value(path: Path, name: str, value: str) -> None:

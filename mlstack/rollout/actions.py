@@ -115,11 +115,79 @@ def notify(ctx: Context, payload: dict[str, Any], topic: str, about: int | None)
     return delivery
 
 
+def transitions(ctx: Context) -> dict[str, tuple[int, datetime | None]]:
+    """Promotions, retirements and rollbacks so far, and when the last of each was, from the audit trail."""
+    e = model_events.c
+    moves = sa.and_(e.model_name == ctx.registry.model_name, e.action.in_(("set_alias", "remove_alias")),
+                    e.dry_run.is_(False))
+    kinds = {"rollback": sa.and_(e.alias == CHAMPION, e.reason.like("rollback from %")),
+             "promotion": sa.and_(e.alias == CHAMPION, e.reason.like("judge (event #%")),
+             "retirement": sa.and_(e.alias == CHALLENGER, e.version_after.is_(None), e.reason.like("judge (event #%"))}
+    out = {}
+    with ctx.engine.connect() as conn:
+        for kind, cond in kinds.items():
+            count, last = conn.execute(sa.select(sa.func.count(), sa.func.max(e.event_time)).where(moves, cond)).one()
+            if last is not None and last.tzinfo is None:  # SQLite returns naive UTC
+                last = last.replace(tzinfo=UTC)
+            out[kind] = (int(count or 0), last)
+    return out
+
+
+def _push_tick(ctx: Context, kind: str, evidence: ABEvidence | GuardEvidence, decision: Decision) -> None:
+    """Show the tick in Prometheus (through the Pushgateway); never fails the tick."""
+    from mlstack.monitoring import push
+
+    url = ctx.settings.PUSHGATEWAY_URL
+    if not url:
+        return
+    try:
+        push.push(url, f"judge_{kind}", push.judge_samples(kind, evidence, decision))
+        _push_transitions(ctx)
+    except Exception:  # noqa: BLE001 - e.g. the audit trail unreadable for a moment
+        log.exception("could not push the judge's metrics")
+
+
+def _push_transitions(ctx: Context) -> None:
+    from mlstack.monitoring import push
+
+    if not ctx.settings.PUSHGATEWAY_URL:
+        return
+    samples = []
+    for kind, (count, last) in transitions(ctx).items():
+        samples.append(push.Sample("mlstack_transitions_total", "Alias transitions so far (from the audit trail)",
+                                   count, {"transition": kind}))
+        if last is not None:
+            samples.append(push.Sample("mlstack_transition_last_timestamp_seconds",
+                                       "When the last transition of this kind happened (Unix time)",
+                                       last.timestamp(), {"transition": kind}))
+    push.push(ctx.settings.PUSHGATEWAY_URL, "transitions", samples)
+
+
+def dag_tick(dag_id: str) -> dict[str, Any]:
+    """The one task of the evaluate_ab and guard_champion DAGs: tick as the DAG, then record its success."""
+    from mlstack.monitoring import push
+
+    ctx = open_context(actor=f"airflow:{dag_id}")
+    tick = {"evaluate_ab": evaluate_ab, "guard_champion": guard_champion}[dag_id]
+    result = tick(ctx)
+    push.dag_succeeded(ctx.settings.PUSHGATEWAY_URL, dag_id)
+    return result
+
+
 def evaluate_ab(ctx: Context, dry_run: bool = False, dag_id: str | None = "evaluate_ab") -> dict[str, Any]:
     """One tick of the A/B evaluation: evidence → judge → record → promote, retire or hold."""
     evidence = ab_evidence(ctx.sources(), ctx.policy)
     decision = decide(evidence, ctx.policy)
     row = record_decision(ctx, "ab", evidence, decision, dry_run)
+    try:
+        return _evaluate_ab_act(ctx, evidence, decision, row, dry_run, dag_id)
+    finally:
+        if not dry_run:
+            _push_tick(ctx, "ab", evidence, decision)
+
+
+def _evaluate_ab_act(ctx: Context, evidence: ABEvidence, decision: Decision, row: dict[str, Any], dry_run: bool,
+                     dag_id: str | None) -> dict[str, Any]:
     champion, challenger = evidence.champion.version, evidence.challenger.version
     result = {"event_id": row["id"], "action": decision.action, "reason": decision.reason, "dry_run": dry_run,
               "champion": champion, "challenger": challenger}
@@ -183,9 +251,13 @@ def guard_champion(ctx: Context, dry_run: bool = False, dag_id: str | None = "gu
     row = record_decision(ctx, "guard", evidence, decision, dry_run)
     result = {"event_id": row["id"], "action": decision.action, "reason": decision.reason, "dry_run": dry_run,
               "champion": evidence.champion.version}
-    if decision.action == "ROLLBACK" and not dry_run:
-        result.update(rollback(ctx, decision.target_version, f"judge (event #{row['id']}): {decision.reason}",
-                               decision=decision, decision_event=row["id"], dag_id=dag_id))
+    try:
+        if decision.action == "ROLLBACK" and not dry_run:
+            result.update(rollback(ctx, decision.target_version, f"judge (event #{row['id']}): {decision.reason}",
+                                   decision=decision, decision_event=row["id"], dag_id=dag_id))
+    finally:
+        if not dry_run:
+            _push_tick(ctx, "guard", evidence, decision)
     return result
 
 
@@ -223,6 +295,11 @@ def rollback(ctx: Context, to_version: str | None, reason: str, dry_run: bool = 
     payload = slack.message("ROLLBACK", reg.model_name, headline, reason, checks, ctx.links(dag_id, target),
                             decision_event)
     delivery = notify(ctx, payload, "rollback", decision_event)
+    if decision is None:  # by hand (scripts/rollback.py): the guard's next push would be a minute away
+        try:
+            _push_transitions(ctx)
+        except Exception:  # noqa: BLE001
+            log.exception("could not push the transition counts")
     return {"rolled_back": True, "champion": target, "from": current, "slack": delivery.status}
 
 

@@ -38,23 +38,32 @@ def arm(engine: Engine, version: str | None, since: datetime, until: datetime | 
     rs = request_stats.c
     counts = sa.select(sa.func.coalesce(sa.func.sum(rs.requests), 0), sa.func.coalesce(sa.func.sum(rs.errors), 0),
                        sa.func.coalesce(sa.func.sum(rs[f"over_{int(slo_ms)}_ms"]), 0)).where(
-        rs.model_version == version, rs.period_end >= since)
+        # whole counting periods only: one that began before `since` may hold another test's requests
+        rs.model_version == version, rs.period_start >= since)
     p, f = predictions.c, feedback.c
     d = p.prediction - f.actual
     labels = (sa.select(sa.func.count(), sa.func.sum(d * d), sa.func.sum(d * d * d * d), sa.func.sum(sa.func.abs(d)))
               .select_from(predictions.join(feedback, f.prediction_id == p.prediction_id))
               .where(p.model_version == version, p.created_at >= since))
+    # distinct users (anonymous requests count one each): the unit of the sample-ratio check
+    users = (sa.select(sa.func.count(sa.distinct(p.user_hash)),
+                       sa.func.coalesce(sa.func.sum(sa.case((p.user_hash.is_(None), 1), else_=0)), 0))
+             .where(p.model_version == version, p.created_at >= since))
     if until is not None:
         counts = counts.where(rs.period_end < until)
         labels = labels.where(p.created_at < until)
+        users = users.where(p.created_at < until)
     if variant is not None:
         counts = counts.where(rs.variant == variant)
         labels = labels.where(p.variant == variant)
+        users = users.where(p.variant == variant)
     with engine.connect() as conn:
         requests, errors, slow = conn.execute(counts).one()
         n, se, se2, ae = conn.execute(labels).one()
+        named, anonymous = conn.execute(users).one()
     return ArmEvidence(version=version, requests=int(requests), errors=int(errors), slow=int(slow), labels=int(n),
-                       se_sum=float(se or 0), se_sq_sum=float(se2 or 0), ae_sum=float(ae or 0))
+                       se_sum=float(se or 0), se_sq_sum=float(se2 or 0), ae_sum=float(ae or 0),
+                       users=int(named or 0) + int(anonymous or 0))
 
 
 def paired(engine: Engine, champion: str | None, challenger: str | None, since: datetime) -> PairedEvidence | None:

@@ -102,6 +102,9 @@ class ArmEvidence:
     se_sum: float = 0.0  # Σ (prediction - actual)²
     se_sq_sum: float = 0.0  # Σ (prediction - actual)⁴
     ae_sum: float = 0.0  # Σ |prediction - actual|  (Σ of its squares is se_sum)
+    # Distinct users: the unit the sticky split randomizes, so the unit of the sample-ratio check
+    # (requests cluster by user and would flag a healthy split). 0: not counted (then requests are used).
+    users: int = 0
 
 
 @dataclass(frozen=True)
@@ -262,13 +265,15 @@ def _decide_ab(ev: ABEvidence, p: Policy) -> Decision:
         return Decision("HOLD", "no data: neither arm has answered a request in the window")
     gate = _gate("requests", a.requests, b.requests, p.min_requests_per_arm)
     checks.append(gate)
-    p_srm = srm_p_value(a.requests, b.requests, ev.weight_b / 100)
-    expected = (a.requests + b.requests) * ev.weight_b / 100
-    srm = Check("sample_ratio", "gate", a.requests, b.requests, None, None, b.requests - expected, None, None,
-                p.srm_p_value, p_srm >= p.srm_p_value, note=f"p={p_srm:.3g}, expected B≈{expected:.0f}")
+    units = "users" if a.users + b.users > 0 else "requests"
+    n_a, n_b = (a.users, b.users) if units == "users" else (a.requests, b.requests)
+    p_srm = srm_p_value(n_a, n_b, ev.weight_b / 100)
+    expected = (n_a + n_b) * ev.weight_b / 100
+    srm = Check("sample_ratio", "gate", n_a, n_b, None, None, n_b - expected, None, None,
+                p.srm_p_value, p_srm >= p.srm_p_value, note=f"p={p_srm:.3g}, expected B≈{expected:.0f} {units}")
     checks.append(srm)
     if not srm.passed:  # checked before the sample gate: a dead slot shows up here first
-        return Decision("HOLD", f"sample-ratio mismatch: B got {b.requests} of {a.requests + b.requests} requests, "
+        return Decision("HOLD", f"sample-ratio mismatch: B got {n_b} of {n_a + n_b} {units}, "
                                 f"expected about {expected:.0f} at {ev.weight_b}% (χ² p={p_srm:.2g} < "
                                 f"{p.srm_p_value}); a slot may be down or the split misconfigured", tuple(checks))
     if not gate.passed:

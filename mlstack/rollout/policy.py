@@ -49,6 +49,7 @@ def parse_policy(text: str, where: str = "policy") -> Policy:
         raise PolicyError(f"{where}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise PolicyError(f"{where}: must be a mapping of settings")
+    data = {k: v for k, v in data.items() if k != "drift"}  # monitor_drift's section (mlstack.monitoring.drift)
     policy = _build(Policy, data, where)
     for name in ("alpha", "alpha_regression", "alpha_retire", "srm_p_value"):
         if not 0 < getattr(policy, name) < 0.5:

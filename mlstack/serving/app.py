@@ -31,7 +31,7 @@ from mlstack.contracts import get_contract
 from mlstack.serving import metrics
 from mlstack.serving.models import LoadedModel, ModelManager
 from mlstack.serving.faults import FaultSwitch
-from mlstack.serving.predlog import PredictionLog
+from mlstack.serving.predlog import PredictionLog, joined_errors
 from mlstack.serving.stats import RequestStats
 from mlstack.serving.schemas import FeedbackRequest, describe_errors, record_model, schema_document
 from mlstack.settings import BackendSettings, export_mlflow_client_env, load
@@ -58,6 +58,7 @@ class Serving:
     stats: RequestStats
     faults: FaultSwitch
     secret: bytes
+    predicted: Any = None  # the mlstack_predicted_value histogram (buckets from the contract)
     record: Any = field(init=False)
 
     def __post_init__(self) -> None:
@@ -197,6 +198,7 @@ def predict() -> Response:
     s.predlog.record("prediction", _log_row(s, model, prediction_id, time.time(), _user_hash(), record, value,
                                             latency_ms, _shadow(s, record)))
     metrics.PREDICTIONS.labels(s.settings.SLOT, model.version).inc()
+    s.predicted.labels(s.settings.SLOT, model.version).observe(value)
     return jsonify(prediction_id=prediction_id, prediction=value, model=model.describe(), variant=s.settings.SLOT)
 
 
@@ -282,6 +284,7 @@ def predict_batch() -> Response:
             log_rows.append(_log_row(s, model, pid, now, user, record, float(value), latency_ms))
         s.predlog.record_many("prediction", log_rows)
         metrics.PREDICTIONS.labels(s.settings.SLOT, model.version).inc(len(valid))
+        metrics.observe_many(s.predicted.labels(s.settings.SLOT, model.version), values)
     return jsonify(model=model.describe(), variant=s.settings.SLOT, predicted=len(valid),
                    rejected=len(rows) - len(valid), results=results)
 
@@ -366,11 +369,12 @@ def _after(response: Response) -> Response:
     s = serving()
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
     elapsed = time.perf_counter() - g.get("started", 0.0)
-    metrics.REQUESTS.labels(s.settings.SLOT, endpoint, str(response.status_code)).inc()
-    metrics.LATENCY.labels(s.settings.SLOT, endpoint).observe(elapsed)
-    response.headers["X-Model-Variant"] = s.settings.SLOT
     model = g.get("model") or s.manager.current
+    version = model.version if model is not None else "none"
     status = response.status_code
+    metrics.REQUESTS.labels(s.settings.SLOT, version, endpoint, str(status)).inc()
+    metrics.LATENCY.labels(s.settings.SLOT, version, endpoint).observe(elapsed)
+    response.headers["X-Model-Variant"] = s.settings.SLOT
     if endpoint in PREDICTION_ENDPOINTS and model is not None and not 400 <= status < 500:
         # the judge's evidence: answers the model is responsible for (bad input is not)
         s.stats.observe(model.version, status >= 500, elapsed * 1000)
@@ -432,12 +436,23 @@ def create_app(settings: BackendSettings | None = None, *, start: bool = True) -
         if spilled:
             metrics.LOG_SPILLED.labels(settings.SLOT).inc(spilled)
 
+    predicted, live_error = metrics.value_histograms(contract)
+    for counter in (metrics.MODEL_REFUSED, metrics.LOG_SPILLED, metrics.FEEDBACK):
+        counter.labels(settings.SLOT)  # present at 0 from the start: "none yet" is a value, not "no data"
+
+    def on_written(engine, records) -> None:  # noqa: ANN001 - the flush thread, after a successful write
+        ids = [row["prediction_id"] for kind, row in records if kind == "feedback"]
+        for variant, version, error in joined_errors(engine, ids):
+            live_error.labels(variant, version).observe(abs(error))
+            metrics.LIVE_SQUARED_ERROR.labels(variant, version).inc(error * error)
+
     predlog = PredictionLog(settings.PREDICTION_LOG_DIR, create_engine(settings.APP_DATABASE_URL),
-                            flush_seconds=settings.PREDICTION_FLUSH_SECONDS, on_flush=on_flush)
+                            flush_seconds=settings.PREDICTION_FLUSH_SECONDS, on_flush=on_flush,
+                            on_written=on_written)
     stats = RequestStats(settings.SLOT, settings.STATS_PERIOD_SECONDS)
     predlog.sources.append(lambda final: [("request_stats", row) for row in stats.drain(force=final)])
     state = Serving(settings, contract, manager, predlog, stats, FaultSwitch(settings.FAULT_FILE),
-                    settings.PREDICTION_ID_SECRET.get_secret_value().encode())
+                    settings.PREDICTION_ID_SECRET.get_secret_value().encode(), predicted)
     app.extensions["mlstack"] = state
     app.extensions["mlstack.openapi"] = build_spec(contract, settings.BATCH_MAX_ROWS)
 

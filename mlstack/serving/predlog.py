@@ -74,6 +74,18 @@ def write_rows(engine: Engine, records: list[tuple[str, dict[str, Any]]]) -> Non
     _upsert(engine, request_stats, [_decode(r) for k, r in records if k == "request_stats"], update=[])
 
 
+def joined_errors(engine: Engine, prediction_ids: list[str]) -> list[tuple[str, str, float]]:
+    """Return (variant, model_version, prediction − actual) for those ids that have both rows."""
+    if not prediction_ids:
+        return []
+    p, f = predictions.c, feedback.c
+    query = (sa.select(p.variant, p.model_version, p.prediction - f.actual)
+             .select_from(predictions.join(feedback, f.prediction_id == p.prediction_id))
+             .where(p.prediction_id.in_(prediction_ids)))
+    with engine.connect() as conn:
+        return [(v, m, float(e)) for v, m, e in conn.execute(query)]
+
+
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
     from datetime import UTC, datetime
 
@@ -88,11 +100,13 @@ class PredictionLog:
     """A journal-backed buffer in front of the app database (one per process)."""
 
     def __init__(self, directory: Path, engine: Engine, *, flush_seconds: float = 0.5,
-                 on_flush: Callable[[int, int, int], None] | None = None) -> None:
+                 on_flush: Callable[[int, int, int], None] | None = None,
+                 on_written: Callable[[Engine, list[tuple[str, dict[str, Any]]]], None] | None = None) -> None:
         self.directory = directory
         self.engine = engine
         self.flush_seconds = flush_seconds
         self.on_flush = on_flush  # (flushed rows, pending rows, spilled rows) for metrics
+        self.on_written = on_written  # (engine, records) after a batch is in the database, for metrics
         self._lock = threading.Lock()
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._fd: int | None = None
@@ -168,6 +182,11 @@ class PredictionLog:
                     log.error("prediction log: database unavailable, %d rows spilled to %s: %s", len(rows), path, exc)
             else:
                 os.unlink(path)  # type: ignore[arg-type]
+                if self.on_written:
+                    try:
+                        self.on_written(self.engine, rows)
+                    except Exception:  # noqa: BLE001 - metrics must never cost a record
+                        log.warning("prediction log: after-write hook failed", exc_info=True)
             finally:
                 if fd is not None:
                     os.close(fd)  # releases the lock: the segment is now replayable by anyone

@@ -41,15 +41,28 @@ def already_trained(settings: TrainingSettings, data_sha256: str) -> dict[str, A
     return None
 
 
-def train_and_register(data_path: str, data_sha256: str, actor: str) -> dict[str, Any]:
-    """Train, evaluate, register and give the alias the registry policy says; idempotent per data and code."""
+def train_and_register(data_path: str, data_sha256: str, actor: str, dag_id: str | None = None) -> dict[str, Any]:
+    """Train, evaluate, register and give the alias the registry policy says; idempotent per data and code.
+
+    Pushes the run's holdout metrics (per version) to the Pushgateway; with `dag_id`, also the
+    DAG's success time (this is its last task).
+    """
+    from mlstack.monitoring import push
     from mlstack.training.pipeline import train
 
     settings = load(TrainingSettings)
     done = already_trained(settings, data_sha256)
     if done:
-        return done
-    result = train(settings, data_path=Path(data_path), actor=actor)
-    return {"version": result.version, "alias": result.alias, "reason": result.reason, "run_id": result.run_id,
-            "family": result.family, "holdout_rmse": result.metrics.rmse, "seconds": round(result.seconds, 1),
-            "skipped": False}
+        out = done
+    else:
+        result = train(settings, data_path=Path(data_path), actor=actor)
+        out = {"version": result.version, "alias": result.alias, "reason": result.reason, "run_id": result.run_id,
+               "family": result.family, "holdout_rmse": result.metrics.rmse, "seconds": round(result.seconds, 1),
+               "skipped": False}
+        push.push(settings.PUSHGATEWAY_URL, "train_model", push.training_samples(
+            {**out, "train_seconds": result.seconds,
+             "metrics": {f"holdout_{k}": v for k, v in result.metrics.headline().items()}}),
+            grouping={"model_version": str(result.version)})
+    if dag_id:
+        push.dag_succeeded(settings.PUSHGATEWAY_URL, dag_id)
+    return out

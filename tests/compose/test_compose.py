@@ -174,3 +174,30 @@ def test_secrets_only_from_env(raw):
         if "://" in value and "@" in value:  # a URL with credentials
             password = value.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
             assert required.match(password), f"{service}: {key} embeds {password}"
+
+
+def test_monitoring_runs_the_config_and_entrypoint_native_mode_runs(config):
+    """Prometheus reads the same prometheus.yml and rules (targets differ by mode); Alertmanager starts
+    through prometheus/start-alertmanager.sh; Grafana is provisioned from grafana/ with a required password."""
+    services = config["services"]
+    native = (ROOT / "mlstack" / "native" / "stack.py").read_text()
+    def binds(svc: dict) -> dict[str, str]:  # docker-compose 1.29 writes "source:target[:mode]"
+        out = {}
+        for v in svc["volumes"]:
+            source, target = (v["source"], v["target"]) if isinstance(v, dict) else v.split(":")[:2]
+            out[target] = source
+        return out
+
+    mounts = binds(services["prometheus"])
+    assert Path(mounts["/etc/prometheus/prometheus.yml"]) == ROOT / "prometheus" / "prometheus.yml"
+    assert Path(mounts["/etc/prometheus/rules"]) == ROOT / "prometheus" / "rules"
+    assert Path(mounts["/etc/prometheus/targets"]) == ROOT / "prometheus" / "targets" / "compose"
+    assert 'for name in ("prometheus.yml", "rules")' in native  # native links the same two
+    assert services["alertmanager"]["entrypoint"][-1].endswith("/prometheus/start-alertmanager.sh")
+    assert "'prometheus' / 'start-alertmanager.sh'" in native
+    grafana = services["grafana"]
+    assert grafana["environment"]["PROMETHEUS_URL"] == "http://prometheus:9090"
+    assert set(binds(grafana)) >= {"/etc/grafana/provisioning", "/var/lib/grafana/dashboards"}
+    for name in ("airflow-scheduler", "airflow-dag-processor"):
+        assert services[name]["environment"]["PUSHGATEWAY_URL"] == "http://pushgateway:9091"
+    assert "ports" not in services["pushgateway"]  # only nginx and the admin UIs are published

@@ -47,18 +47,19 @@ def bag(tmp_path_factory):
 
 def test_every_dag_file_imports(bag):
     assert bag["errors"] == {}
-    assert set(bag["dags"]) == {"train_model", "evaluate_ab", "guard_champion"}
+    assert set(bag["dags"]) == {"train_model", "evaluate_ab", "guard_champion", "monitor_drift"}
 
 
 @pytest.mark.parametrize(("dag_id", "tasks", "edges", "schedule"), [
     ("train_model", ["train_register", "validate"], [["validate", "train_register"]], "@daily"),
     ("evaluate_ab", ["evaluate"], [], "* * * * *"),
     ("guard_champion", ["guard"], [], "* * * * *"),
+    ("monitor_drift", ["check", "drifted", "retrain"], [["check", "drifted"], ["drifted", "retrain"]], "@hourly"),
 ])
 def test_tasks_edges_and_schedule(bag, dag_id, tasks, edges, schedule):
     dag = bag["dags"][dag_id]
     assert dag["tasks"] == tasks and dag["edges"] == edges
-    assert schedule in (dag["schedule"], "@daily" if dag["schedule"] == "0 0 * * *" else None)
+    assert schedule in (dag["schedule"], {"0 0 * * *": "@daily", "0 * * * *": "@hourly"}.get(dag["schedule"]))
     assert dag["catchup"] is False and dag["max_active_runs"] == 1 and dag["retries"] >= 1
     assert dag["on_failure_callback"] and dag["doc_md"]  # a failed run sends one Slack message
 

@@ -132,8 +132,14 @@ class SlackSink:
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/test"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def take(self) -> list[dict]:
+    def take(self, source: str | None = None) -> list[dict]:
+        """Return the posts so far and forget them all; `source` keeps only the stack's own Block Kit
+        messages ("mlstack") or Alertmanager's ("alertmanager": attachments), which share the webhook."""
         posts, self.posts = self.posts, []
+        if source == "mlstack":
+            return [p for p in posts if "blocks" in p]
+        if source == "alertmanager":
+            return [p for p in posts if "attachments" in p]
         return posts
 
 
@@ -153,8 +159,11 @@ def stack(tmp_path_factory, pg_database, slack_sink) -> Iterator[StackUnderTest]
                    capture_output=True)
     with env_file.open("a") as fh:  # the slots read these from the file: counts every second for the judge
         fh.write(f"\nSTATS_PERIOD_SECONDS=1\nMODEL_POLL_SECONDS=2\nSLACK_WEBHOOK_URL={slack_sink.url}\n")
+        # what Airflow's train_model runs in the tests (drift retraining): one fast family, no search
+        fh.write("TRAIN_FAMILIES=linear\nSEARCH_ITERATIONS=0\n")
     (mlflow_port, s3_port, master, volume, filer, web, frontend, slot_a, slot_b, airflow, airflow_logs,
-     airflow_trigger_logs) = free_ports(12)
+     airflow_trigger_logs, prometheus, alertmanager, pushgateway, nginx_status, nginx_exporter, postgres_exporter,
+     blackbox) = free_ports(19)
     app_db, mlflow_db = pg_database("mlstack_app"), pg_database("mlstack_mlflow")
     airflow_db = pg_database("mlstack_airflow")
     env = {
@@ -178,6 +187,13 @@ def stack(tmp_path_factory, pg_database, slack_sink) -> Iterator[StackUnderTest]
         "AIRFLOW_WORKER_LOG_PORT": str(airflow_logs),
         "AIRFLOW_TRIGGER_LOG_PORT": str(airflow_trigger_logs),
         "AIRFLOW_DATABASE_URL": airflow_db,
+        "PROMETHEUS_PORT": str(prometheus),
+        "ALERTMANAGER_PORT": str(alertmanager),
+        "PUSHGATEWAY_PORT": str(pushgateway),
+        "NGINX_STATUS_PORT": str(nginx_status),
+        "NGINX_EXPORTER_PORT": str(nginx_exporter),
+        "POSTGRES_EXPORTER_PORT": str(postgres_exporter),
+        "BLACKBOX_EXPORTER_PORT": str(blackbox),
         # DAGs stay paused: scheduled decisions must not move aliases behind other tests' backs;
         # the Airflow tests unpause what they run.
         "AIRFLOW_DAGS_PAUSED": "true",

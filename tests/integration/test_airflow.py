@@ -128,7 +128,7 @@ def test_evaluate_ab_dag_retires_a_bad_challenger_with_one_slack_message(stack, 
     decision = _one_decision(reg, "ab", "RETIRE", "airflow:evaluate_ab", since)
     assert decision["details"]["aliases"][CHALLENGER] == bad and "error_rate" in decision["reason"]
     time.sleep(2)
-    posts = slack_sink.take()
+    posts = slack_sink.take("mlstack")
     assert len(posts) == 1 and "retired" in posts[0]["text"] and posts[0]["blocks"][0]["type"] == "header"
 
 
@@ -148,7 +148,7 @@ def test_evaluate_ab_dag_promotes_a_better_challenger_with_one_slack_message(sta
     assert reg.aliases() == {CHAMPION: better, PREVIOUS_CHAMPION: old}
     _one_decision(reg, "ab", "PROMOTE", "airflow:evaluate_ab", since)
     time.sleep(2)
-    posts = slack_sink.take()
+    posts = slack_sink.take("mlstack")
     assert len(posts) == 1 and "promoted" in posts[0]["text"]
 
 
@@ -171,5 +171,5 @@ def test_guard_champion_dag_rolls_back_a_degraded_champion_with_one_slack_messag
     decision = _one_decision(reg, "guard", "ROLLBACK", "airflow:guard_champion", since)
     assert "mse" in decision["reason"]
     time.sleep(2)
-    posts = slack_sink.take()
+    posts = slack_sink.take("mlstack")
     assert len(posts) == 1 and "rolled back" in posts[0]["text"]

@@ -194,11 +194,49 @@ def test_openapi_and_schema_come_from_the_contract(client, contract):
     assert [f["name"] for f in schema["fields"]] == contract.feature_names and schema["example"] == contract.example()
 
 
-def test_metrics_count_requests_and_predictions(client, contract):
-    client.post("/predict", json=contract.example())
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of the one sample of `name` carrying exactly `labels` (0 if absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+def test_metrics_count_requests_predictions_and_live_error_per_version(client, contract):
+    body = client.post("/predict", json=contract.example()).json
+    version = body["model"]["version"]
+    before = client.get("/metrics").data.decode()
+    n_before = _sample(before, "mlstack_live_absolute_error_count", variant="A", model_version=version)
+    sq_before = _sample(before, "mlstack_live_squared_error_sum_total", variant="A", model_version=version)
+    time.sleep(0.5)  # the prediction reaches the database before its feedback is joined to it
+    actual = body["prediction"] + 12_345.0
+    assert client.post("/feedback", json={"prediction_id": body["prediction_id"], "actual": actual}).status_code == 202
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        text = client.get("/metrics").data.decode()
+        if _sample(text, "mlstack_live_absolute_error_count", variant="A", model_version=version) > n_before:
+            break
+        time.sleep(0.2)
+    assert _sample(text, "mlstack_live_absolute_error_count", variant="A", model_version=version) == n_before + 1
+    squared = _sample(text, "mlstack_live_squared_error_sum_total", variant="A", model_version=version) - sq_before
+    assert squared == pytest.approx(12_345.0 ** 2, rel=1e-6)
+    assert _sample(text, "mlstack_requests_total", variant="A", model_version=version, endpoint="/predict",
+                   status="200") >= 1
+    assert _sample(text, "mlstack_predicted_value_count", variant="A", model_version=version) >= 1
+    assert _sample(text, "mlstack_request_duration_seconds_bucket", variant="A", model_version=version,
+                   endpoint="/predict", le="0.1") >= 1
+    assert max(_sample(text, "mlstack_model_version_info", variant="A", model_version=version, alias="champion",
+                       compiled=c) for c in ("True", "False")) == 1
+    counted = _sample(text, "mlstack_predicted_value_count", variant="A", model_version=version)
+    assert client.post("/predict/batch", json={"records": [contract.example()] * 3}).status_code == 200
     text = client.get("/metrics").data.decode()
-    assert 'mlstack_requests_total{endpoint="/predict",status="200",variant="A"}' in text
-    assert "mlstack_predictions_total" in text and "mlstack_model_version_info" in text
+    assert _sample(text, "mlstack_predicted_value_count", variant="A", model_version=version) == counted + 3
+    buckets = [_sample(text, "mlstack_predicted_value_bucket", variant="A", model_version=version, le=le)
+               for le in ("+Inf",)]
+    assert buckets == [counted + 3]  # the bulk observe keeps buckets cumulative and complete
 
 
 def _wait_ready(client, seconds=20):

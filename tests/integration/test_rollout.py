@@ -105,7 +105,7 @@ def test_a_champion_slot_failing_its_health_check_is_rolled_back_at_once(ctx, na
         native.wait_healthy({p.name: p for p in native.programs()}["backend-a"], 60)
     assert result["action"] == "ROLLBACK" and "health check failed" in result["reason"]
     assert reg.alias_version(CHAMPION) == current  # no statistics needed: one tick
-    posts = sink.take()
+    posts = sink.take("mlstack")
     assert len(posts) == 1 and "rolled back" in posts[0]["text"]
     assert ctx.events.verify().ok
 
@@ -142,7 +142,7 @@ def test_a_hold_past_its_timeout_sends_one_message(stack, sink, tmp_path):
     sink.take()
     first, second = evaluate_ab(ctx), evaluate_ab(ctx)
     assert first["action"] == second["action"] == "HOLD"
-    posts = sink.take()
+    posts = sink.take("mlstack")
     assert len(posts) == 1 and "undecided for too long" in posts[0]["text"]  # one per HOLD streak
     notes = [e for e in ctx.events.recent(ctx.registry.model_name, limit=5) if e["action"] == "notify"]
     assert notes and notes[0]["details"]["topic"] == "hold_timeout" and notes[0]["details"]["delivery"] == "delivered"
@@ -161,6 +161,6 @@ def test_a_failed_dag_run_sends_one_message(stack, sink):
     on_dag_failure({"dag_run": SimpleNamespace(dag_id="train_model", run_id="manual__test"),
                     "task_instance": SimpleNamespace(task_id="validate"),
                     "exception": ValueError("latitude [maximum] 1 row(s): must be at most 42")})
-    posts = sink.take()
+    posts = sink.take("mlstack")
     assert len(posts) == 1 and "train_model run manual__test failed in task validate" in posts[0]["text"]
     assert "latitude" in json.dumps(posts[0]["blocks"])

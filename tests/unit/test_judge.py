@@ -44,6 +44,20 @@ def test_a_dead_slot_is_a_sample_ratio_mismatch_not_a_verdict():
     assert srm_p_value(1000, 900, 0.5) < 0.05
 
 
+def test_the_split_is_checked_on_users_the_unit_it_randomizes():
+    # 500 sticky users, 234 of them hashed into B (a draw a fair 50% split gives often): their
+    # requests are 46.5% B, which a request-level χ² calls a mismatch at 7,500 requests; per user it is none.
+    a = replace(arm("1", 4032, errors=40), users=266)
+    b = replace(arm("2", 3499, errors=35), users=234)
+    d = decide(ab(a, b), POLICY)
+    srm = next(c for c in d.checks if c.metric == "sample_ratio")
+    assert srm.passed and "users" in srm.note and (srm.n_a, srm.n_b) == (266, 234)
+    assert srm_p_value(4032, 3499, 0.5) < POLICY.srm_p_value  # what the request-level check would say
+    # a dead slot B: its users were served by A, so B has no users at all
+    dead = decide(ab(replace(arm("1", 2000), users=480), replace(arm("2", 3), users=2)), POLICY)
+    assert dead.action == "HOLD" and "users" in dead.reason and dead.reason.startswith("sample-ratio mismatch")
+
+
 def test_a_challenger_with_many_more_errors_is_retired():
     d = decide(ab(arm("1", 3000, errors=30), arm("2", 3000, errors=150)), POLICY)
     assert d.action == "RETIRE" and "error_rate" in d.reason

@@ -1,0 +1,1 @@
+"""Monitoring: results pushed to the Prometheus Pushgateway, and data-drift checks."""
