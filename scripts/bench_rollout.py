@@ -18,7 +18,6 @@ figures and the lower bound no valid test can beat.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -29,21 +28,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 120
-
-
-def _wait_serving(url: str, version: str, timeout: float = 60) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            info = json.loads(urllib.request.urlopen(f"{url}/model-info", timeout=5).read())
-            if (info.get("model") or {}).get("version") == version:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not serve v{version} within {timeout:.0f}s")
 
 
 def copy_of_champion(reg) -> str:  # noqa: ANN001
@@ -93,7 +77,7 @@ def trial(ctx, stack, sim_rows, contract, bench_version: str, rate: float, timeo
     if reg.alias_version(CHALLENGER) == bench_version:  # a fresh alias move starts a fresh evidence window
         move_alias(reg, CHALLENGER, None, actor="bench", reason="scripts/bench_rollout.py: reset before a trial")
     move_alias(reg, CHALLENGER, bench_version, actor="bench", reason="scripts/bench_rollout.py trial")
-    _wait_serving(ctx.settings.SLOT_B_URL, bench_version)
+    stack.wait_serving("B", bench_version, timeout=60)
     write_fault(stack.fault_file("A"), error_rate=0.01)
     write_fault(stack.fault_file("B"), error_rate=0.05)
     sim = Simulator(stack.settings.WEB_PORT, sim_rows, contract, rate=rate, threads=max(2, min(8, int(rate // 4))),

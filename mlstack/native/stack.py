@@ -293,6 +293,20 @@ class Stack:
                 f"# written by mlstack.native ({name}); Compose's are in prometheus/targets/compose/\n"
                 + json.dumps(groups, indent=2) + "\n")
 
+    def wait_serving(self, slot: str, version: str, timeout: float = 30) -> None:
+        """Wait until slot A or B answers /model-info with `version` (a slot polls its alias every few seconds)."""
+        url = self._slot_urls()[f"SLOT_{slot}_URL"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/model-info", timeout=5) as resp:
+                    if (json.loads(resp.read()).get("model") or {}).get("version") == version:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise StackError(f"slot {slot} did not serve v{version} within {timeout:.0f}s")
+
     def fault_file(self, slot: str) -> Path:
         """The file that puts a slot into a fault mode (see mlstack.serving.faults)."""
         return self.path("faults", f"slot-{slot.lower()}.json")
@@ -541,9 +555,8 @@ class Stack:
         for name in ("backend-a", "backend-b", "frontend", "nginx"):
             took = self.wait_healthy(programs[name], s.STARTUP_TIMEOUT_SECONDS)
             self.console.print(f"[green]✓[/green] {programs[name].title} ready ({took:.1f}s)")
-        later = [p for p in self.programs() if p.name.startswith("airflow-")] if s.AIRFLOW_ENABLED else []
-        later += self._monitoring() if s.MONITORING_ENABLED else []
-        for program in later:
+        waited = {"s3", "mlflow", "backend-a", "backend-b", "frontend", "nginx"}
+        for program in (p for name, p in programs.items() if name not in waited):  # Airflow, then monitoring
             took = self.wait_healthy(program, s.STARTUP_TIMEOUT_SECONDS)
             self.console.print(f"[green]✓[/green] {program.title} healthy ({took:.1f}s)")
         self.print_table(time.monotonic() - started)

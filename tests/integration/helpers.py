@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-import urllib.request
 import uuid
 
 import mlflow
@@ -85,14 +83,3 @@ def restore_aliases(stack, before: dict[str, str], model_name: str = "house-pric
     for alias in set(reg.aliases()) - set(before):
         move_alias(reg, alias, None, actor="test", reason="restore after a test module")
 
-
-def wait_serving(native, slot: str, version: str, timeout: float = 30) -> None:
-    """Wait until slot A or B answers /model-info with `version` (it polls its alias every few seconds)."""
-    port = native.settings.BACKEND_A_PORT if slot == "A" else native.settings.BACKEND_B_PORT
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/model-info", timeout=5).read())
-        if (info.get("model") or {}).get("version") == version:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"slot {slot} did not serve v{version} within {timeout}s")

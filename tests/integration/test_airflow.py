@@ -20,12 +20,13 @@ from mlstack.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, mo
 from mlstack.serving.faults import write_fault
 from mlstack.settings import TrainingSettings
 from mlstack.simulator import Simulator, holdout_rows
-from tests.integration.helpers import wait_serving, registry, tiny_version, versions
+from tests.integration.helpers import registry, tiny_version, versions
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 TASKS = {"evaluate_ab": "evaluate", "guard_champion": "guard"}  # each rollout DAG's one task
+DAGS = {"ab": "evaluate_ab", "guard": "guard_champion"}  # which DAG makes each kind of decision
 
 pytestmark = pytest.mark.usefixtures("registry_restored")
 
@@ -63,15 +64,21 @@ def rows(stack, contract):
     return holdout_rows(s.DATA_PATH, contract, s.SPLIT_SEED, s.HOLDOUT_FRACTION)
 
 
-def _decide_through_airflow(api, native, rows, contract, dag_id: str, decided, *, seconds: float, rate: float):
-    """Unpause `dag_id` under simulated traffic until `decided()`; pause it again; return the ticks' results.
+def _act_through_airflow(api, native, reg, sink, rows, contract, dag_id: str, decided, *, seconds: float,
+                         rate: float, fault: tuple[str, dict] | None = None) -> int:
+    """Unpause `dag_id` under simulated traffic (a slot in `fault` mode, if given) until `decided()`, then
+    pause it and clear the fault; return the last audit event id before, for `_one_decision_and_message`.
 
     Unpaused, the scheduler runs the DAG every minute; manual runs are triggered in between so
     the test does not wait for the minute. Whichever run has the evidence first acts.
     """
+    since = _last_event_id(reg)
+    sink.take()
     sim = Simulator(native.settings.WEB_PORT, rows, contract, rate=rate, threads=6, feedback_delay=0.5)
     runner = threading.Thread(target=sim.run, args=(seconds,), daemon=True)
     api.wait_parsed(dag_id)
+    if fault:
+        write_fault(native.fault_file(fault[0]), **fault[1])
     api.set_paused(dag_id, False)
     outcomes = []
     try:
@@ -84,23 +91,29 @@ def _decide_through_airflow(api, native, rows, contract, dag_id: str, decided, *
             outcomes.append(api.xcom(dag_id, run["dag_run_id"], TASKS[dag_id]))
     finally:
         api.set_paused(dag_id, True)
+        if fault:
+            write_fault(native.fault_file(fault[0]))
         sim.stop()
         runner.join(timeout=30)
     print(f"{dag_id} via Airflow (manual runs):", [o["action"] for o in outcomes], sim.report.as_dict())
-    return outcomes
+    return since
 
 
-def _one_decision(reg, kind: str, action: str, actor: str, since_id: int) -> dict:
-    """The one audited decision of `action` since `since_id`; its explanation reproduces it; chain verified."""
+def _one_decision_and_message(reg, sink, kind: str, action: str, since_id: int, words: str) -> tuple[dict, dict]:
+    """The one audited decision of `action` since `since_id`, made by its DAG, that `audit explain`
+    reproduces (chain verified), and the one Slack message the stack sent about it."""
     from mlstack.rollout.audit import explain
 
-    rows = [e for e in reg.events.recent(reg.model_name, limit=2000, actions=(f"judge_{kind}",))
-            if e["id"] > since_id and e["details"]["decision"]["action"] == action]
-    assert len(rows) == 1, [(e["id"], e["actor"]) for e in rows]  # acted once, though ticks kept coming
-    assert rows[0]["actor"] == actor
-    assert explain(reg.events.engine, rows[0]["id"]).reproduced
+    events = [e for e in reg.events.recent(reg.model_name, limit=2000, actions=(f"judge_{kind}",))
+              if e["id"] > since_id and e["details"]["decision"]["action"] == action]
+    assert len(events) == 1, [(e["id"], e["actor"]) for e in events]  # acted once, though ticks kept coming
+    assert events[0]["actor"] == f"airflow:{DAGS[kind]}"
+    assert explain(reg.events.engine, events[0]["id"]).reproduced
     assert reg.events.verify().ok
-    return rows[0]
+    time.sleep(2)
+    posts = sink.take("mlstack")  # Alertmanager's alerts share the webhook; count the stack's own messages
+    assert len(posts) == 1 and words in posts[0]["text"], posts
+    return events[0], posts[0]
 
 
 def _last_event_id(reg) -> int:
@@ -115,21 +128,14 @@ def test_evaluate_ab_dag_retires_a_bad_challenger_with_one_slack_message(stack, 
     _, bad = tiny_version(stack, contract, housing.sample(3000, random_state=5), "house-price")
     move_alias(reg, CHALLENGER, bad, actor="test", reason="a challenger for the Airflow test")
     native.set_ab_weight(50)
-    wait_serving(native, "B", bad)
-    write_fault(native.fault_file("B"), error_rate=0.3)
-    since = _last_event_id(reg)
-    slack_sink.take()
-    try:
-        _decide_through_airflow(api, native, rows, contract, "evaluate_ab",
-                                lambda: reg.alias_version(CHALLENGER) != bad, seconds=150, rate=80)
-    finally:
-        write_fault(native.fault_file("B"))
+    native.wait_serving("B", bad)
+    since = _act_through_airflow(api, native, reg, slack_sink, rows, contract, "evaluate_ab",
+                                 lambda: reg.alias_version(CHALLENGER) != bad, seconds=150, rate=80,
+                                 fault=("B", {"error_rate": 0.3}))
     assert reg.alias_version(CHALLENGER) is None and reg.alias_version(CHAMPION) == champion
-    decision = _one_decision(reg, "ab", "RETIRE", "airflow:evaluate_ab", since)
+    decision, post = _one_decision_and_message(reg, slack_sink, "ab", "RETIRE", since, "retired")
     assert decision["details"]["aliases"][CHALLENGER] == bad and "error_rate" in decision["reason"]
-    time.sleep(2)
-    posts = slack_sink.take("mlstack")
-    assert len(posts) == 1 and "retired" in posts[0]["text"] and posts[0]["blocks"][0]["type"] == "header"
+    assert post["blocks"][0]["type"] == "header"
 
 
 def test_evaluate_ab_dag_promotes_a_better_challenger_with_one_slack_message(stack, native, api, contract, housing,
@@ -140,16 +146,11 @@ def test_evaluate_ab_dag_promotes_a_better_challenger_with_one_slack_message(sta
                              family="hist_gradient_boosting", holdout=rows)
     move_alias(reg, CHALLENGER, better, actor="test", reason="a better challenger for the promotion test")
     native.set_ab_weight(50)
-    wait_serving(native, "B", better)
-    since = _last_event_id(reg)
-    slack_sink.take()
-    _decide_through_airflow(api, native, rows, contract, "evaluate_ab",
-                            lambda: reg.alias_version(CHALLENGER) != better, seconds=180, rate=100)
+    native.wait_serving("B", better)
+    since = _act_through_airflow(api, native, reg, slack_sink, rows, contract, "evaluate_ab",
+                                 lambda: reg.alias_version(CHALLENGER) != better, seconds=180, rate=100)
     assert reg.aliases() == {CHAMPION: better, PREVIOUS_CHAMPION: old}
-    _one_decision(reg, "ab", "PROMOTE", "airflow:evaluate_ab", since)
-    time.sleep(2)
-    posts = slack_sink.take("mlstack")
-    assert len(posts) == 1 and "promoted" in posts[0]["text"]
+    _one_decision_and_message(reg, slack_sink, "ab", "PROMOTE", since, "promoted")
 
 
 def test_guard_champion_dag_rolls_back_a_degraded_champion_with_one_slack_message(stack, native, api, contract,
@@ -157,19 +158,13 @@ def test_guard_champion_dag_rolls_back_a_degraded_champion_with_one_slack_messag
     reg = registry(stack)
     champion, previous = reg.alias_version(CHAMPION), reg.alias_version(PREVIOUS_CHAMPION)
     assert previous is not None, "runs after the promotion test"
-    wait_serving(native, "A", champion)
-    write_fault(native.fault_file("A"), bias=80_000.0)
-    since = _last_event_id(reg)
-    slack_sink.take()
+    native.wait_serving("A", champion)
     try:
-        _decide_through_airflow(api, native, rows, contract, "guard_champion",
-                                lambda: reg.alias_version(CHAMPION) != champion, seconds=120, rate=80)
+        since = _act_through_airflow(api, native, reg, slack_sink, rows, contract, "guard_champion",
+                                     lambda: reg.alias_version(CHAMPION) != champion, seconds=120, rate=80,
+                                     fault=("A", {"bias": 80_000.0}))
     finally:
-        write_fault(native.fault_file("A"))
         native.set_ab_weight(10)
     assert reg.aliases() == {CHAMPION: previous}
-    decision = _one_decision(reg, "guard", "ROLLBACK", "airflow:guard_champion", since)
+    decision, _ = _one_decision_and_message(reg, slack_sink, "guard", "ROLLBACK", since, "rolled back")
     assert "mse" in decision["reason"]
-    time.sleep(2)
-    posts = slack_sink.take("mlstack")
-    assert len(posts) == 1 and "rolled back" in posts[0]["text"]

@@ -18,7 +18,7 @@ import pytest
 from mlstack.registry.aliases import CHALLENGER, CHAMPION, move_alias
 from mlstack.settings import RolloutSettings, TrainingSettings
 from mlstack.simulator import Simulator, holdout_rows
-from tests.integration.helpers import wait_serving, tiny_version, versions
+from tests.integration.helpers import tiny_version, versions
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_a_dead_slot_is_a_sample_ratio_hold_not_a_verdict(ctx, native, stack, co
     _, challenger = tiny_version(stack, contract, housing.sample(3000, random_state=7), "house-price")
     move_alias(reg, CHALLENGER, challenger, actor="test", reason="a challenger for the dead-slot test")
     native.set_ab_weight(50)
-    wait_serving(native, "B", challenger)
+    native.wait_serving("B", challenger)
     native.ctl("stop", "backend-b")
     try:
         results, report = _decide_under_traffic(evaluate_ab, ctx, native, rows, contract, {"RETIRE", "PROMOTE"},
@@ -95,7 +95,7 @@ def test_a_champion_slot_failing_its_health_check_is_rolled_back_at_once(ctx, na
     other = next(v for v in reversed(versions(stack))
                  if v != current and reg.artifacts_present(v))
     set_champion(reg, other, actor="test", reason="a champion whose slot will fail", metrics={})
-    wait_serving(native, "A", other)
+    native.wait_serving("A", other)
     sink.take()
     native.ctl("stop", "backend-a")
     try:
