@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help install env up down status logs train registry test test-unit test-integration compose-check bench bench-rollout dashboards lock clean
+.PHONY: help install env up down status logs train registry test test-unit test-integration compose-check bench bench-rollout loadtest audit dashboards lock clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -52,6 +52,12 @@ bench: up ## benchmark training and serving on the running stack (writes reports
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	@$(PY) scripts/bench_serving.py
 	@$(PY) scripts/bench_monitoring.py
+
+USERS ?= 20
+SPAWN_RATE ?= 5
+DURATION ?= 30s
+loadtest: up ## Locust scenarios headless through nginx (USERS, SPAWN_RATE, DURATION); reports/loadtest.html + CSV
+	@$(PY) scripts/loadtest.py --users $(USERS) --spawn-rate $(SPAWN_RATE) --duration $(DURATION)
 
 bench-rollout: up ## time a 1%→5% error challenger's retirement by the scheduled evaluate_ab (about 50 min)
 	@$(PY) scripts/bench_rollout.py

@@ -542,6 +542,15 @@ class Stack:
         took = self.wait_healthy(programs["mlflow"], s.STARTUP_TIMEOUT_SECONDS)
         self.console.print(f"[green]✓[/green] MLflow healthy ({took:.1f}s)")
         self.run_job("app database migrations", "db", "upgrade")
+        if s.TRAIN_ON_EMPTY_REGISTRY:
+            self.run_job("first model (skipped when a champion exists)", "train", "--if-no-champion",
+                         "--actor", "bootstrap")
+        for name in ("backend-a", "backend-b", "frontend", "nginx"):
+            took = self.wait_healthy(programs[name], s.STARTUP_TIMEOUT_SECONDS)
+            self.console.print(f"[green]✓[/green] {programs[name].title} ready ({took:.1f}s)")
+        self.console.print(f"[green]✓[/green] serving predictions {time.monotonic() - started:.1f}s after start")
+        # Airflow after the first model: its train_model DAG would otherwise train the same data at the
+        # same moment as the bootstrap job (on 2 cores, both 10x slower); now it finds the model registered.
         if s.AIRFLOW_ENABLED:  # migrate Airflow's metadata, then start its components (they need the schema)
             self.console.print("[bold]→ Airflow metadata migrations[/bold]")
             result = subprocess.run(["bash", str(ROOT / "airflow" / "start.sh"), "init"], env=self.airflow_env(),
@@ -549,12 +558,6 @@ class Stack:
             if result.returncode != 0:
                 raise StackError(f"airflow db migrate failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
             self.ctl("start", *(p.name for p in self.programs() if p.name.startswith("airflow-")), check=False)
-        if s.TRAIN_ON_EMPTY_REGISTRY:
-            self.run_job("first model (skipped when a champion exists)", "train", "--if-no-champion",
-                         "--actor", "bootstrap")
-        for name in ("backend-a", "backend-b", "frontend", "nginx"):
-            took = self.wait_healthy(programs[name], s.STARTUP_TIMEOUT_SECONDS)
-            self.console.print(f"[green]✓[/green] {programs[name].title} ready ({took:.1f}s)")
         waited = {"s3", "mlflow", "backend-a", "backend-b", "frontend", "nginx"}
         for program in (p for name, p in programs.items() if name not in waited):  # Airflow, then monitoring
             took = self.wait_healthy(program, s.STARTUP_TIMEOUT_SECONDS)
