@@ -181,6 +181,7 @@ class BackendSettings(_MlflowClient):
     MODEL_CACHE_DIR: Path | None = None
     PREDICTION_LOG_DIR: Path | None = None
     PREDICTION_FLUSH_SECONDS: float = Field(0.5, gt=0, le=60)
+    PREDICTION_SPILL_MAX_BYTES: int = Field(1 << 30, ge=1 << 16)
     BATCH_MAX_ROWS: int = Field(10_000, ge=1, le=1_000_000)
     MAX_BODY_BYTES: int = Field(16 * 1024 * 1024, ge=1024)
     FAST_PATH: bool = True

@@ -31,7 +31,7 @@ from mlstack.contracts import get_contract
 from mlstack.serving import metrics
 from mlstack.serving.models import LoadedModel, ModelManager
 from mlstack.serving.faults import FaultSwitch
-from mlstack.serving.predlog import PredictionLog, joined_errors
+from mlstack.serving.predlog import PredictionLog, SpillFull, joined_errors
 from mlstack.serving.stats import RequestStats
 from mlstack.serving.schemas import FeedbackRequest, describe_errors, record_model, schema_document
 from mlstack.settings import BackendSettings, export_mlflow_client_env, load
@@ -388,6 +388,14 @@ def _api_error(exc: ApiError) -> tuple[Response, int]:
     return jsonify(error=exc.error, message=exc.message, fields=exc.fields), exc.status
 
 
+def _spill_full(exc: SpillFull) -> tuple[Response, int, dict[str, str]]:
+    """Not accepted, so nothing is lost: the client may retry once the app database answers."""
+    metrics.LOG_REFUSED.labels(serving().settings.SLOT).inc()
+    return jsonify(error="prediction_log_full", message=str(exc),
+                   fields={"(service)": "the app database is down and the spill is full; retry later"}), 503, \
+        {"Retry-After": "30"}
+
+
 def _http_error(exc: HTTPException) -> tuple[Response, int]:
     code = exc.code or 500
     fields = {"(body)": f"must be at most {current_app.config['MAX_CONTENT_LENGTH']} bytes"} if code == 413 else {}
@@ -437,7 +445,7 @@ def create_app(settings: BackendSettings | None = None, *, start: bool = True) -
             metrics.LOG_SPILLED.labels(settings.SLOT).inc(spilled)
 
     predicted, live_error = metrics.value_histograms(contract)
-    for counter in (metrics.MODEL_REFUSED, metrics.LOG_SPILLED, metrics.FEEDBACK):
+    for counter in (metrics.MODEL_REFUSED, metrics.LOG_SPILLED, metrics.LOG_REFUSED, metrics.FEEDBACK):
         counter.labels(settings.SLOT)  # present at 0 from the start: "none yet" is a value, not "no data"
 
     def on_written(engine, records) -> None:  # noqa: ANN001 - the flush thread, after a successful write
@@ -448,6 +456,7 @@ def create_app(settings: BackendSettings | None = None, *, start: bool = True) -
 
     predlog = PredictionLog(settings.PREDICTION_LOG_DIR, create_engine(settings.APP_DATABASE_URL),
                             flush_seconds=settings.PREDICTION_FLUSH_SECONDS, on_flush=on_flush,
+                            max_spill_bytes=settings.PREDICTION_SPILL_MAX_BYTES,
                             on_written=on_written)
     stats = RequestStats(settings.SLOT, settings.STATS_PERIOD_SECONDS)
     predlog.sources.append(lambda final: [("request_stats", row) for row in stats.drain(force=final)])
@@ -461,6 +470,7 @@ def create_app(settings: BackendSettings | None = None, *, start: bool = True) -
     app.before_request(_before)
     app.after_request(_after)
     app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(SpillFull, _spill_full)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
     if start:

@@ -38,6 +38,8 @@ LOG_PENDING = Gauge("mlstack_prediction_log_pending", "Records waiting for the d
                     multiprocess_mode="livesum")
 LOG_SPILLED = Counter("mlstack_prediction_log_spilled_total", "Records kept on disk while the database was down",
                       ["variant"])
+LOG_REFUSED = Counter("mlstack_prediction_log_refused_total",
+                      "Requests refused because the database was down and the spill held its disk budget", ["variant"])
 
 _value_histograms: dict[str, Histogram] = {}
 

@@ -6,6 +6,12 @@ batch into the app database and deletes the old segment. If the database is down
 segment simply stays on disk: that is the spill. Any process replays spilled segments (its own,
 or those of dead workers, found by `flock`) once the database answers; inserts are idempotent
 (predictions by id; feedback upserted by prediction id), so a replay twice changes nothing.
+
+Disk budget (`max_spill_bytes`): while the database is down, the spill grows by every accepted
+record. Once the journal directory holds the budget, new records are *refused* (`SpillFull`, which
+the API answers as a 503 naming the budget) instead of accepted and later dropped: every record a
+client was told about stays on disk until the database takes it. Replay is oldest-first (by the
+time a segment was opened, across processes), so the database sees records in the order they came.
 """
 
 from __future__ import annotations
@@ -28,6 +34,38 @@ from mlstack.db.schema import feedback, predictions, request_stats
 log = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
+
+
+class SpillFull(Exception):
+    """The database is down and the journal holds its disk budget: refuse, do not accept and drop."""
+
+    def __init__(self, used: int, budget: int, directory: Path) -> None:
+        super().__init__(f"the prediction log's spill at {directory} holds {used:,} bytes of its {budget:,}-byte "
+                         "budget (PREDICTION_SPILL_MAX_BYTES) while the app database is unreachable")
+        self.used, self.budget = used, budget
+
+
+def _opened_at(path: Path) -> int:
+    """A segment's opening time in ns (its name is <pid>-<time_ns>.jsonl); unknown names sort last."""
+    try:
+        return int(path.stem.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return 1 << 63
+
+
+def journal_bytes(directory: Path) -> int:
+    """Bytes held by every segment in the journal directory (all processes)."""
+    total = 0
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                try:
+                    total += entry.stat().st_size
+                except FileNotFoundError:
+                    continue
+    except FileNotFoundError:
+        return 0
+    return total
 
 
 def _upsert(engine: Engine, table: sa.Table, rows: list[dict[str, Any]], update: list[str]) -> None:
@@ -99,7 +137,7 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
 class PredictionLog:
     """A journal-backed buffer in front of the app database (one per process)."""
 
-    def __init__(self, directory: Path, engine: Engine, *, flush_seconds: float = 0.5,
+    def __init__(self, directory: Path, engine: Engine, *, flush_seconds: float = 0.5, max_spill_bytes: int | None = None,
                  on_flush: Callable[[int, int, int], None] | None = None,
                  on_written: Callable[[Engine, list[tuple[str, dict[str, Any]]]], None] | None = None) -> None:
         self.directory = directory
@@ -114,15 +152,22 @@ class PredictionLog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.spilled_rows = 0
+        self.max_spill_bytes = max_spill_bytes  # None: no budget
+        self.refusing = False
+        self.spill_bytes = 0  # journal size when the database last failed, plus what was written since
         self.db_ok = True
         self.sources: list[Callable[[bool], list[tuple[str, dict[str, Any]]]]] = []  # more records per flush
 
     # -- request path -------------------------------------------------------------------------
 
-    def record(self, kind: str, row: dict[str, Any]) -> None:
-        """Journal one record and queue it for the database (a few microseconds)."""
+    def record(self, kind: str, row: dict[str, Any], *, budgeted: bool = True) -> None:
+        """Journal one record and queue it for the database (a few microseconds).
+
+        `budgeted=False` is for the service's own bookkeeping (request counts), which is never refused."""
         line = _dumps([kind, row])
         with self._lock:
+            if budgeted:
+                self._within_budget(len(line))
             if self._fd is None:
                 self._open_segment()
             os.write(self._fd, line)  # type: ignore[arg-type]
@@ -132,10 +177,23 @@ class PredictionLog:
         """Journal many records as one line ([kind, [row, ...]]): one write, all or nothing."""
         data = _dumps([kind, rows])
         with self._lock:
+            self._within_budget(len(data))
             if self._fd is None:
                 self._open_segment()
             os.write(self._fd, data)  # type: ignore[arg-type]
             self._pending.extend((kind, r) for r in rows)
+
+    def _within_budget(self, size: int) -> None:
+        """Raise SpillFull when the database is down and `size` more bytes would pass the budget."""
+        if self.db_ok or self.max_spill_bytes is None:
+            return
+        if self.spill_bytes + size > self.max_spill_bytes:
+            if not self.refusing:
+                self.refusing = True
+                log.error("prediction log: spill budget full (%d of %d bytes): refusing new records until the "
+                          "database answers", self.spill_bytes, self.max_spill_bytes)
+            raise SpillFull(self.spill_bytes, self.max_spill_bytes, self.directory)
+        self.spill_bytes += size
 
     @property
     def pending(self) -> int:
@@ -167,7 +225,7 @@ class PredictionLog:
         """Write the current batch to the database; keep its segment on disk if that fails."""
         for source in self.sources:  # e.g. request counters whose period is over (all of them if final)
             for kind, row in source(final):
-                self.record(kind, row)
+                self.record(kind, row, budgeted=False)
         fd, path, rows = self._swap()
         spilled = 0
         ok = True
@@ -194,6 +252,9 @@ class PredictionLog:
             ok = self.replay()
         if ok and not self.db_ok:
             log.warning("prediction log: database back; spill replayed")
+        self.spill_bytes = 0 if ok else journal_bytes(self.directory)  # every process's segments count
+        if ok:
+            self.refusing = False
         self.db_ok = ok
         if self.on_flush:
             self.on_flush(len(rows) if ok else 0, self.pending, spilled)
@@ -203,7 +264,7 @@ class PredictionLog:
         """Insert every unlocked segment in the directory (spills, dead workers); True if all went in."""
         if not self.directory.exists():
             return True
-        for path in sorted(self.directory.glob(f"*{SUFFIX}")):
+        for path in sorted(self.directory.glob(f"*{SUFFIX}"), key=_opened_at):  # oldest first
             try:
                 fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:

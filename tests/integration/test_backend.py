@@ -302,6 +302,7 @@ def test_slot_b_follows_challenger_falls_back_to_champion_and_refuses_a_bad_vers
     assert row.shadow_prediction is not None  # v1 and v2 were fitted on the same rows: equal values here
 
 
+@pytest.mark.faults
 def test_cold_start_with_mlflow_down_serves_from_the_cache(backend_settings, app_a, contract):
     """A slot started while MLflow is unreachable serves the last good model from its cache."""
     from mlstack.serving.app import create_app
@@ -367,3 +368,46 @@ def test_fault_mode_and_request_stats(backend_settings, contract, pg_database, t
             "WHERE variant = 'B' AND model_version = :v"), {"v": version}).first()
     engine.dispose()
     assert tuple(row) == (3, 1, 1)
+
+
+@pytest.mark.faults
+def test_a_full_spill_refuses_with_a_clear_503_and_keeps_every_accepted_prediction(backend_settings, contract,
+                                                                                     stack):
+    """App database down and the spill at its disk budget: refuse (503 naming it), never accept and drop."""
+    from mlstack.db.engine import create_engine
+    from mlstack.serving.app import create_app
+
+    app = create_app(backend_settings("A", APP_DATABASE_URL="postgresql+psycopg2://postgres@127.0.0.1:9/down",
+                                      PREDICTION_SPILL_MAX_BYTES=1 << 16))
+    state = app.extensions["mlstack"]
+    try:
+        client = app.test_client()
+        accepted, refused = [], None
+        for _ in range(1000):
+            answer = client.post("/predict", json=contract.example())
+            if answer.status_code == 503:
+                refused = answer
+                break
+            assert answer.status_code == 200, answer.json
+            accepted.append(answer.json["prediction_id"])
+            time.sleep(0.005)  # flushes (every 0.2 s) find the database down and measure the spill
+        assert refused is not None and len(accepted) > 20
+        assert refused.json["error"] == "prediction_log_full" and "PREDICTION_SPILL_MAX_BYTES" in refused.json["message"]
+        assert refused.json["fields"] and refused.headers["Retry-After"]
+        feedback = [client.post("/feedback", json={"prediction_id": pid, "actual": 1000.0}) for pid in accepted[:40]]
+        assert {f.status_code for f in feedback} <= {202, 503} and feedback[-1].status_code == 503  # feedback too
+        assert feedback[-1].json["error"] == "prediction_log_full"
+        assert 'mlstack_prediction_log_refused_total{variant="A"}' in client.get("/metrics").data.decode()
+        state.predlog.engine = create_engine(stack.app_db_url)  # the database is back
+        deadline = time.time() + 20
+        while time.time() < deadline and client.post("/predict", json=contract.example()).status_code != 200:
+            time.sleep(0.2)
+        engine = sa.create_engine(stack.app_db_url)
+        with engine.connect() as conn:
+            found = conn.execute(sa.text("SELECT count(*) FROM predictions WHERE prediction_id = ANY(:ids)"),
+                                 {"ids": accepted}).scalar()
+        engine.dispose()
+        print(f"spill budget 64 KiB: {len(accepted)} predictions accepted, then refused; {found} in the database")
+        assert found == len(accepted)
+    finally:
+        state.close()

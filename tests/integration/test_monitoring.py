@@ -102,6 +102,7 @@ def test_dag_results_reach_prometheus_through_the_pushgateway(native):
     assert wait_for(native, "mlstack_training_holdout_rmse")
 
 
+@pytest.mark.faults
 def test_a_dead_slot_is_one_slack_message_from_alertmanager(native, slack_sink, traffic):
     slack_sink.take()
     native.ctl("stop", "backend-b")

@@ -95,6 +95,7 @@ def test_an_invalid_weight_is_refused_and_the_split_is_unchanged(web, native):
     assert call(web, "GET", "/api/split")[1] == {"weight_b": 10}
 
 
+@pytest.mark.faults
 def test_a_dead_slot_fails_no_request(web, native, contract, weight):
     weight(50)
     native.ctl("stop", "backend-b")

@@ -62,6 +62,7 @@ def _decide_under_traffic(action, ctx, native, rows, contract, want: set[str], s
     return results, sim.report
 
 
+@pytest.mark.faults
 def test_a_dead_slot_is_a_sample_ratio_hold_not_a_verdict(ctx, native, stack, contract, housing, rows):
     from mlstack.rollout.actions import evaluate_ab
 
@@ -86,6 +87,7 @@ def test_a_dead_slot_is_a_sample_ratio_hold_not_a_verdict(ctx, native, stack, co
     move_alias(reg, CHALLENGER, None, actor="test", reason="end of the dead-slot test")
 
 
+@pytest.mark.faults
 def test_a_champion_slot_failing_its_health_check_is_rolled_back_at_once(ctx, native, sink, stack):
     from mlstack.registry.policy import set_champion
     from mlstack.rollout.actions import guard_champion

@@ -1,15 +1,13 @@
-"""Serving under continuous load: an alias move, and PostgreSQL restarting, fail nothing and lose nothing."""
+"""Serving under continuous load: an alias move fails nothing (PostgreSQL killed under load: test_faults.py)."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import subprocess
 import threading
 import time
 import uuid
 
-import sqlalchemy as sa
 
 from mlstack.registry.aliases import move_alias
 from tests.integration.helpers import registry, tiny_version
@@ -92,35 +90,3 @@ def test_alias_move_reaches_both_slots_within_10s_without_failing_a_request(stac
     finally:
         move_alias(reg, "champion", old, actor="test", reason="restore after load test", metrics={})
         native.set_ab_weight(10)
-
-
-def _pg_restart() -> None:
-    version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True).stdout.split()[0]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True,
-                   capture_output=True, timeout=60)
-
-
-def test_postgres_restart_during_load_loses_no_prediction(stack, native, contract):
-    """Rows in the database equal the predictions answered, across a PostgreSQL restart."""
-    with Load(native.settings.WEB_PORT, contract.example()) as load:
-        time.sleep(1.5)
-        _pg_restart()
-        time.sleep(3.0)
-    answered = [body["prediction_id"] for status, body in load.answers if status == 200]
-    assert load.failures() == [] and len(answered) > 100
-    engine = sa.create_engine(stack.app_db_url, pool_pre_ping=True)
-    deadline = time.time() + 30
-    found = -1
-    while time.time() < deadline:
-        try:
-            with engine.connect() as conn:
-                found = conn.execute(sa.text("SELECT count(*) FROM predictions WHERE prediction_id = ANY(:ids)"),
-                                     {"ids": answered}).scalar()
-        except sa.exc.OperationalError:
-            found = -1
-        if found == len(answered):
-            break
-        time.sleep(0.5)
-    engine.dispose()
-    print(f"postgres restart: {len(answered)} predictions answered, {found} rows in the database")
-    assert found == len(answered)

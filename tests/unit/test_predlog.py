@@ -84,3 +84,46 @@ def test_a_new_segment_is_locked_before_replay_can_see_it(tmp_path, monkeypatch)
     log.record("prediction", _row(1))
     assert visible_when_locked == [[]]
     assert len(list(journal.glob(f"*{SUFFIX}"))) == 1
+
+
+def test_a_full_spill_refuses_new_records_and_keeps_every_accepted_one(tmp_path, caplog):
+    from mlstack.serving import predlog as module
+
+    journal = tmp_path / "journal"
+    down = sa.create_engine(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'app.db'}")
+    log = PredictionLog(journal, down, max_spill_bytes=20_000)
+    log.record("prediction", _row(0))
+    assert log.flush() is False and 0 < log.spill_bytes < 20_000  # the database is down: spilling
+    accepted, refused = [0], 0
+    for i in range(1, 400):
+        try:
+            log.record("prediction", _row(i))
+            accepted.append(i)
+        except module.SpillFull as exc:
+            refused += 1
+            assert "PREDICTION_SPILL_MAX_BYTES" in str(exc) and exc.budget == 20_000
+        if i % 50 == 0:
+            log.flush()  # re-measures the directory: all processes' segments count
+    assert refused > 0 and 50 < len(accepted) < 400
+    assert module.journal_bytes(journal) <= 20_000
+    assert sum(1 for r in caplog.records if "spill budget full" in r.message) == 1  # said once, not per request
+    engine = _db(tmp_path)  # the database is back: every accepted row arrives, no refused one
+    log.engine = engine
+    assert log.flush() is True and log.spill_bytes == 0
+    with engine.connect() as conn:
+        ids = {r[0] for r in conn.execute(sa.select(predictions.c.prediction_id))}
+    assert ids == {f"p{i:05d}" for i in accepted}
+    log.record("prediction", _row(1000))  # and records are accepted again
+
+
+def test_replay_is_oldest_first_across_processes(tmp_path, monkeypatch):
+    from mlstack.serving import predlog as module
+
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    for name, i in (("900-300", 3), ("1000-100", 1), ("20-200", 2)):  # pid-time_ns: pids do not sort by age
+        (journal / f"{name}{SUFFIX}").write_bytes(module._dumps(["prediction", _row(i)]))
+    order = []
+    monkeypatch.setattr(module, "write_rows", lambda engine, records: order.extend(r["prediction_id"] for _, r in records))
+    assert PredictionLog(journal, _db(tmp_path)).replay() is True
+    assert order == ["p00001", "p00002", "p00003"]
