@@ -35,6 +35,7 @@ registry: ## list registered versions, aliases, metrics and recent model events
 test: ## install what tests need, run the judge's simulation, then unit and integration tests (real services)
 	@scripts/install.sh test
 	@$(PY) -m mlstack.rollout.simulation --check
+	@$(PY) scripts/audit.py
 	@$(PY) -m pytest -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 test-unit: ## unit tests only (no services)
@@ -47,7 +48,8 @@ compose-check: ## validate docker-compose.yml offline
 	  docker-compose --env-file $$tmp -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
 	  rc=$$?; rm -f $$tmp; exit $$rc
 
-bench: up ## benchmark training and serving on the running stack (writes reports/bench-*.md)
+bench: up ## benchmark the stack (up time, memory), training, serving and monitoring (writes reports/bench-*.md)
+	@$(PY) scripts/bench_stack.py
 	@$(PY) scripts/bench_training.py
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	@$(PY) scripts/bench_serving.py
@@ -56,6 +58,10 @@ bench: up ## benchmark training and serving on the running stack (writes reports
 USERS ?= 20
 SPAWN_RATE ?= 5
 DURATION ?= 30s
+audit: ## check the locked dependencies for known vulnerabilities (pip-audit; allow-list in requirements/)
+	@scripts/install.sh test
+	@$(PY) scripts/audit.py --strict
+
 loadtest: up ## Locust scenarios headless through nginx (USERS, SPAWN_RATE, DURATION); reports/loadtest.html + CSV
 	@$(PY) scripts/loadtest.py --users $(USERS) --spawn-rate $(SPAWN_RATE) --duration $(DURATION)
 

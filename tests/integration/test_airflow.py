@@ -168,3 +168,55 @@ def test_guard_champion_dag_rolls_back_a_degraded_champion_with_one_slack_messag
     assert reg.aliases() == {CHAMPION: previous}
     decision, _ = _one_decision_and_message(reg, slack_sink, "guard", "ROLLBACK", since, "rolled back")
     assert "mse" in decision["reason"]
+
+
+@pytest.mark.faults
+def test_a_degradation_while_the_scheduler_is_down_is_rolled_back_once_when_it_returns(stack, native, api, contract,
+                                                                                      housing, slack_sink, rows):
+    """The scheduler is stopped while the champion degrades: nothing acts; when it returns, the
+    scheduled guard_champion rolls back once, and the next scheduled run does not do it again."""
+    from mlstack.registry.policy import set_champion
+
+    reg = registry(stack)
+    good = reg.alias_version(CHAMPION)
+    _, new = tiny_version(stack, contract, housing.sample(8000, random_state=3), "house-price", holdout=rows)
+    set_champion(reg, new, actor="test", reason="a champion to degrade while the scheduler is down", metrics={})
+    native.wait_serving("A", new)
+    since = _last_event_id(reg)
+    slack_sink.take()
+    api.wait_parsed("guard_champion")
+    sim = Simulator(native.settings.WEB_PORT, rows, contract, rate=80, threads=6, feedback_delay=0.5)
+    runner = threading.Thread(target=sim.run, args=(240,), daemon=True)
+    native.ctl("stop", "airflow-scheduler")
+    write_fault(native.fault_file("A"), bias=80_000.0)
+    api.set_paused("guard_champion", False)
+    try:
+        runner.start()
+        time.sleep(45)  # a degraded champion, evidence piling up, nobody to act on it
+        assert reg.alias_version(CHAMPION) == new
+        returned = time.monotonic()
+        native.ctl("start", "airflow-scheduler")
+        deadline = returned + 150
+        while time.monotonic() < deadline and reg.alias_version(CHAMPION) == new:
+            time.sleep(2)
+        took = time.monotonic() - returned
+        write_fault(native.fault_file("A"))
+        assert reg.alias_version(CHAMPION) == good, f"no rollback {took:.0f}s after the scheduler returned"
+        rolled_back = {r["dag_run_id"] for r in api.runs("guard_champion")}
+        deadline = time.monotonic() + 100  # the next scheduled run (every minute) must find nothing to undo
+        while time.monotonic() < deadline:
+            later = [r for r in api.runs("guard_champion") if r["dag_run_id"] not in rolled_back
+                     and r["state"] in ("success", "failed")]
+            if later:
+                break
+            time.sleep(3)
+        assert later and later[0]["state"] == "success", later
+    finally:
+        api.set_paused("guard_champion", True)
+        write_fault(native.fault_file("A"))
+        native.ctl("start", "airflow-scheduler", check=False)
+        sim.stop()
+        runner.join(timeout=30)
+    print(f"scheduler down 45 s: rolled back {took:.0f}s after it returned; next run {later[0]['dag_run_id']}")
+    assert reg.alias_version(CHAMPION) == good
+    _one_decision_and_message(reg, slack_sink, "guard", "ROLLBACK", since, "rolled back")

@@ -53,6 +53,28 @@ def test_headers_cookie_and_request_id(web, contract):
     assert headers["x-content-type-options"] == "nosniff"
 
 
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "same-origin",
+                    "cross-origin-opener-policy": "same-origin"}
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/"), ("GET", "/status"), ("POST", "/api/predict"),
+                                          ("GET", "/api/split"), ("GET", "/api/metrics"), ("GET", "/nope")])
+def test_every_answer_carries_the_security_headers(web, contract, method, path):
+    conn = http.client.HTTPConnection(*web, timeout=10)
+    conn.request(method, path, body=json.dumps(contract.example()) if method == "POST" else None,
+                 headers={"Content-Type": "application/json", "Connection": "close"})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    status, headers = resp.status, {k.lower(): v for k, v in resp.getheaders()}
+    assert status in (200, 404), (path, status)
+    for name, value in SECURITY_HEADERS.items():
+        assert headers.get(name) == value, (path, name, headers.get(name))
+    csp = headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "camera=()" in headers["permissions-policy"]
+    assert headers.get("server", "nginx") == "nginx"  # no version
+
+
 def test_anonymous_split_is_within_3_points_of_the_weight(web, contract):
     variants = [call(web, "POST", "/api/predict", contract.example())[2]["x-model-variant"] for _ in range(2000)]
     share_b = variants.count("B") / len(variants)
