@@ -62,7 +62,22 @@ class _Settings(BaseSettings):
         return f"sqlite:///{self.MLSTACK_VAR_DIR / 'db' / name}.db"
 
 
-class _MlflowClient(_Settings):
+class _MlflowCredentials(_Settings):
+    """The MLflow server's login (its basic-auth admin), which every client of the stack uses."""
+
+    MLFLOW_TRACKING_USERNAME: str = "admin"
+    MLFLOW_TRACKING_PASSWORD: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _export_mlflow_credentials(self) -> _MlflowCredentials:
+        # MLflow's client reads credentials from the environment only: hand over what .env holds.
+        if self.MLFLOW_TRACKING_PASSWORD is not None:
+            os.environ.setdefault("MLFLOW_TRACKING_USERNAME", self.MLFLOW_TRACKING_USERNAME)
+            os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", self.MLFLOW_TRACKING_PASSWORD.get_secret_value())
+        return self
+
+
+class _MlflowClient(_MlflowCredentials):
     """How hard an MLflow client retries each request (MLflow's own default retries for minutes)."""
 
     MLFLOW_HTTP_REQUEST_MAX_RETRIES: int = Field(3, ge=0, le=10)
@@ -247,7 +262,7 @@ class StorageSettings(_Settings):
         return self
 
 
-class StackSettings(StorageSettings):
+class StackSettings(StorageSettings, _MlflowCredentials):
     """Settings of the native-mode supervisor: ports, stores and the services it runs."""
 
     BIND_ADDRESS: str = "127.0.0.1"
@@ -255,6 +270,8 @@ class StackSettings(StorageSettings):
     MLFLOW_DATABASE_URL: str = ""
     MLFLOW_ALLOWED_HOSTS: str = "localhost,localhost:*,127.0.0.1,127.0.0.1:*"
     MLFLOW_WORKERS: int = Field(1, ge=1, le=8)
+    MLFLOW_AUTH_DATABASE_URL: str = ""
+    MLFLOW_FLASK_SERVER_SECRET_KEY: SecretStr | None = None
     APP_DATABASE_URL: str = ""
     BACKEND_A_PORT: int = 8001
     BACKEND_B_PORT: int = 8002
@@ -331,6 +348,13 @@ class StackSettings(StorageSettings):
                 seen[port] = name
         if self.MLFLOW_DATABASE_URL == self.APP_DATABASE_URL:
             raise ValueError("MLFLOW_DATABASE_URL and APP_DATABASE_URL must name different databases")
+        if self.MLFLOW_TRACKING_PASSWORD is None or len(self.MLFLOW_TRACKING_PASSWORD.get_secret_value()) < 12:
+            raise ValueError("MLFLOW_TRACKING_PASSWORD (the MLflow login) must be set in .env, at least 12 characters "
+                             "(make env generates it)")
+        if self.MLFLOW_FLASK_SERVER_SECRET_KEY is None:
+            raise ValueError("MLFLOW_FLASK_SERVER_SECRET_KEY must be set in .env (make env generates it)")
+        # basic-auth users live in their own store (its migrations would clash with the tracking store's)
+        self.MLFLOW_AUTH_DATABASE_URL = self.MLFLOW_AUTH_DATABASE_URL or self.sqlite_url("mlflow-auth")
         self.AIRFLOW_DATABASE_URL = normalize_database_url(self.AIRFLOW_DATABASE_URL or self.sqlite_url("airflow"))
         if self.AIRFLOW_ENABLED:
             missing = [n for n in ("AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY")

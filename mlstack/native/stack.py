@@ -110,7 +110,12 @@ class Stack:
                     f"bash {ROOT / 'mlflow' / 'start-server.sh'}",
                     {**base, **s3_env, "MLFLOW_DATABASE_URL": s.MLFLOW_DATABASE_URL, "MLFLOW_HOST": s.BIND_ADDRESS,
                      "MLFLOW_PORT": str(s.MLFLOW_PORT), "MLFLOW_WORKERS": str(s.MLFLOW_WORKERS),
-                     "MLFLOW_ALLOWED_HOSTS": s.MLFLOW_ALLOWED_HOSTS},
+                     "MLFLOW_ALLOWED_HOSTS": s.MLFLOW_ALLOWED_HOSTS,
+                     "MLFLOW_TRACKING_USERNAME": s.MLFLOW_TRACKING_USERNAME,
+                     "MLFLOW_TRACKING_PASSWORD": s.MLFLOW_TRACKING_PASSWORD.get_secret_value(),  # type: ignore[union-attr]
+                     "MLFLOW_AUTH_DATABASE_URL": s.MLFLOW_AUTH_DATABASE_URL,
+                     "MLFLOW_FLASK_SERVER_SECRET_KEY": s.MLFLOW_FLASK_SERVER_SECRET_KEY.get_secret_value(),  # type: ignore[union-attr]
+                     "MLFLOW_AUTH_CONFIG_PATH": str(self.path("run", "mlflow-basic-auth.ini"))},
                     self._mlflow_health, startsecs=3),
             *(self._airflow() if s.AIRFLOW_ENABLED else []),
             *(self._monitoring() if s.MONITORING_ENABLED else []),

@@ -20,6 +20,17 @@ class RegistryUnavailable(RuntimeError):
     """The MLflow tracking server (or the store behind it) cannot be reached."""
 
 
+def auth_headers() -> dict[str, str]:
+    """The basic-auth header MLflow's own client would send (from MLFLOW_TRACKING_USERNAME/PASSWORD)."""
+    import base64
+    import os
+
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if not (user and password):
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
 def check_health(tracking_uri: str, timeout: float = 5.0) -> None:
     """Raise OSError/URLError unless `GET {tracking_uri}/health` answers 200."""
     with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout) as resp:
@@ -38,11 +49,15 @@ def check_artifact_store(tracking_uri: str, timeout: float = 10.0) -> None:
     """
     url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts"
     try:
-        with urllib.request.urlopen(url, timeout=timeout):
+        with urllib.request.urlopen(urllib.request.Request(url, headers=auth_headers()), timeout=timeout):
             return
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return
+        if exc.code in (401, 403):
+            raise RegistryUnavailable(
+                f"MLflow at {tracking_uri} refused the login (HTTP {exc.code}): set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD in .env to the server's (make env generates them)") from exc
         raise ArtifactStoreDown(
             f"MLflow at {tracking_uri} is up but its artifact store does not answer "
             f"(listing artifacts gave HTTP {exc.code}): is the S3 service running and are the MLflow "

@@ -209,7 +209,14 @@ def _csv_rows(s: Serving) -> list[Any]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_csv", "the CSV is not UTF-8 text", {"file": "must be UTF-8 CSV"}) from exc
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse_csv(s, text)
+    except csv.Error as exc:  # e.g. a bare carriage return inside a field, a NUL, a field over the size limit
+        raise ApiError(400, "invalid_csv", f"the CSV cannot be parsed: {exc}", {"file": "must be valid CSV"}) from exc
+
+
+def _parse_csv(s: Serving, text: str) -> list[Any]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # newline="": quoted fields may hold line breaks
     if not reader.fieldnames:
         raise ApiError(400, "invalid_csv", "the CSV has no header row", {"file": "needs a header row"})
     numeric = set(s.contract.numeric_features)

@@ -201,3 +201,19 @@ def test_monitoring_runs_the_config_and_entrypoint_native_mode_runs(config):
     for name in ("airflow-scheduler", "airflow-dag-processor"):
         assert services[name]["environment"]["PUSHGATEWAY_URL"] == "http://pushgateway:9091"
     assert "ports" not in services["pushgateway"]  # only nginx and the admin UIs are published
+
+
+def test_mlflow_is_behind_its_login_and_every_client_has_it(config, env_file):
+    """The server runs basic auth (same entrypoint as natively); each service that talks to it logs in."""
+    services = config["services"]
+    script = (ROOT / "mlflow" / "start-server.sh").read_text()
+    assert "--app-name basic-auth" in script and "MLFLOW_AUTH_ADMIN_PASSWORD" in script
+    password = next(line.split("=", 1)[1] for line in env_file.read_text().splitlines()
+                    if line.startswith("MLFLOW_TRACKING_PASSWORD="))
+    assert len(password) >= 12
+    clients = [n for n, s in services.items() if "MLFLOW_TRACKING_URI" in (s.get("environment") or {})]
+    assert {"bootstrap", "backend-a", "backend-b", "frontend", "airflow-scheduler"} <= set(clients)
+    for name in [*clients, "mlflow"]:
+        env = services[name]["environment"]
+        assert env["MLFLOW_TRACKING_PASSWORD"] == password and env["MLFLOW_TRACKING_USERNAME"], name
+    assert services["mlflow"]["environment"]["MLFLOW_AUTH_DATABASE_URL"].startswith("sqlite:////mlflow-auth/")

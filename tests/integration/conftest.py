@@ -157,6 +157,9 @@ def stack(tmp_path_factory, pg_database, slack_sink) -> Iterator[StackUnderTest]
     env_file = var / "test.env"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "init-env.py"), "--env", str(env_file)], check=True,
                    capture_output=True)
+    login = {k: v for k, v in (line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line
+                                and not line.startswith("#")) if k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ.update(login)  # MLflow clients in this process (the tests' own MlflowClient) log in too
     with env_file.open("a") as fh:  # the slots read these from the file: counts every second for the judge
         fh.write(f"\nSTATS_PERIOD_SECONDS=1\nMODEL_POLL_SECONDS=2\nSLACK_WEBHOOK_URL={slack_sink.url}\n")
         # what Airflow's train_model runs in the tests (drift retraining): one fast family, no search

@@ -97,6 +97,23 @@ def test_bad_bodies_get_a_4xx(client, body, content_type):
     assert response.json["fields"], response.json
 
 
+@pytest.mark.parametrize("body", [
+    "longitude\n" + "9" * 200_000,  # a field over the csv module's size limit
+    "\ufeff",  # a byte-order mark and nothing else
+])
+def test_unparseable_csv_batches_get_a_field_level_4xx(client, body):
+    response = client.post("/predict/batch", data=body.encode("utf-8"), content_type="text/csv")
+    assert 400 <= response.status_code < 500, response.json
+    assert response.json["fields"], response.json
+
+
+def test_a_bare_carriage_return_in_a_csv_is_a_rejected_row_not_a_500(client):
+    """Found by the fuzzer: csv's universal-newline mode raised on it (a 500); now it is one bad row."""
+    response = client.post("/predict/batch", data="Z-\u00ddp\u00a3\x08\u00ff\r+^".encode(), content_type="text/csv")
+    assert response.status_code == 200 and (response.json["predicted"], response.json["rejected"]) == (0, 1)
+    assert response.json["results"][0]["fields"]
+
+
 def test_nan_and_infinity_in_a_field_are_rejected(client, contract):
     import json
 

@@ -5,7 +5,8 @@ from mlstack.settings import (BackendSettings, FrontendSettings, RolloutSettings
                               normalize_database_url)
 
 SECRETS = {"S3_ACCESS_KEY_ID": "k", "S3_SECRET_ACCESS_KEY": "s", "AIRFLOW_ADMIN_PASSWORD": "p",
-           "AIRFLOW_JWT_SECRET": "j" * 64, "AIRFLOW_API_SECRET_KEY": "a"}
+           "AIRFLOW_JWT_SECRET": "j" * 64, "AIRFLOW_API_SECRET_KEY": "a", "MLFLOW_TRACKING_PASSWORD": "m" * 16,
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": "f" * 32}
 
 
 def test_postgres_urls_use_psycopg2():
@@ -27,6 +28,11 @@ def test_secrets_are_required_and_never_defaulted():
     text = str(info.value)
     assert "S3_ACCESS_KEY_ID" in text and "S3_SECRET_ACCESS_KEY" in text
     s3 = {"S3_ACCESS_KEY_ID": "k", "S3_SECRET_ACCESS_KEY": "s"}
+    with pytest.raises(ValidationError, match="MLFLOW_TRACKING_PASSWORD .* must be set"):
+        StackSettings(_env_file=None, **{**SECRETS, "MLFLOW_TRACKING_PASSWORD": None})
+    with pytest.raises(ValidationError, match="at least 12 characters"):
+        StackSettings(_env_file=None, **{**SECRETS, "MLFLOW_TRACKING_PASSWORD": "short"})
+    s3 |= {"MLFLOW_TRACKING_PASSWORD": "m" * 16, "MLFLOW_FLASK_SERVER_SECRET_KEY": "f" * 32}
     with pytest.raises(ValidationError, match="AIRFLOW_ADMIN_PASSWORD, AIRFLOW_JWT_SECRET, AIRFLOW_API_SECRET_KEY"):
         StackSettings(_env_file=None, **s3)
     assert StackSettings(_env_file=None, AIRFLOW_ENABLED=False, **s3).AIRFLOW_ENABLED is False
@@ -77,3 +83,12 @@ def test_env_example_documents_every_setting():
              | set(FrontendSettings.model_fields) | set(RolloutSettings.model_fields))
     missing = sorted(n for n in names if f"\n{n}=" not in example)
     assert missing == []
+
+
+def test_mlflow_login_reaches_the_mlflow_client_through_the_environment(monkeypatch):
+    import os
+
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    TrainingSettings(_env_file=None, MLFLOW_TRACKING_USERNAME="svc", MLFLOW_TRACKING_PASSWORD="p" * 16)
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "svc" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "p" * 16
