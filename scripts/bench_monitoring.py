@@ -32,15 +32,22 @@ def program_pids(stack) -> dict[str, int]:  # noqa: ANN001
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and all its descendants (those alive now)."""
+def process_tree(pid: int) -> list:
+    """A process and all its descendants alive now (psutil.Process objects); [] if it is gone."""
     import psutil
 
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
+        return []
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and all its descendants (those alive now)."""
+    import psutil
+
+    procs = process_tree(pid)
     total = 0.0
     for p in procs:
         try:

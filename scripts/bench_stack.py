@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_monitoring import program_pids  # noqa: E402
+from bench_monitoring import process_tree, program_pids  # noqa: E402
 
 GB = 1024 ** 3
 
@@ -72,10 +72,8 @@ def memory(pids: dict[str, int]) -> dict[str, tuple[int, int, int]]:
 
     out = {}
     for name, pid in pids.items():
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
+        procs = process_tree(pid)
+        if not procs:
             continue
         rss = pss = 0
         for p in procs:
