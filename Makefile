@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help install env up down status logs train registry test test-unit test-integration compose-check bench bench-rollout loadtest audit dashboards lock clean
+.PHONY: help install env up down status logs demo doctor backup docs train registry test test-unit test-integration compose-check bench bench-rollout loadtest audit dashboards lock clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -25,6 +25,12 @@ status: ## show each native service and its health
 
 logs: ## follow the native services' logs
 	@$(PY) -m mlstack.native logs -f
+
+demo: up ## the guided demo on the running stack: baseline, challenger promoted, bad model rolled back (~3 min)
+	@$(PY) -m mlstack.demo $(DEMO_ARGS)
+
+doctor: ## preflight: ports, memory, disk, Python, Docker, .env, PostgreSQL, S3, MLflow, Airflow — and what to fix
+	@if [ -x $(PY) ]; then $(PY) -m mlstack.doctor $(DOCTOR_ARGS); else PYTHONPATH=. python3 -m mlstack.doctor $(DOCTOR_ARGS); fi
 
 train: install env ## train, evaluate and register a model (the stack must be up)
 	@$(PY) -m mlstack train
@@ -67,6 +73,13 @@ loadtest: up ## Locust scenarios headless through nginx (USERS, SPAWN_RATE, DURA
 
 bench-rollout: up ## time a 1%→5% error challenger's retirement by the scheduled evaluate_ab (about 50 min)
 	@$(PY) scripts/bench_rollout.py
+
+backup: ## write the databases and the bucket to backups/<UTC time> (docs/operations.md)
+	@$(PY) -m mlstack backup create
+
+docs: ## render docs/architecture.svg from docs/architecture.dot (Graphviz)
+	@command -v dot >/dev/null || apt-get install -y -qq graphviz
+	@dot -Tsvg docs/architecture.dot -o docs/architecture.svg && echo "docs/architecture.svg rendered"
 
 dashboards: ## rewrite grafana/dashboards/*.json from grafana/build_dashboards.py
 	@$(PY) grafana/build_dashboards.py

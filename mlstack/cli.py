@@ -1,4 +1,4 @@
-"""Command line: `python -m mlstack train | registry show | validate | db upgrade | storage ensure-bucket`."""
+"""Command line: `python -m mlstack train | registry show | validate | db upgrade | storage ensure-bucket | backup`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,52 @@ def cmd_storage_ensure_bucket(args: argparse.Namespace, console: Console) -> int
     return 0
 
 
+def cmd_storage_export(args: argparse.Namespace, console: Console) -> int:
+    from mlstack.backup import backup_bucket
+
+    settings = settings_mod.load(settings_mod.StorageSettings)
+    done = backup_bucket(settings, args.folder)
+    console.print(f"s3://{settings.S3_BUCKET} → {args.folder}: {done['objects']} objects ({done['bytes']:,} bytes)")
+    return 0
+
+
+def cmd_storage_import(args: argparse.Namespace, console: Console) -> int:
+    from mlstack.backup import restore_bucket
+
+    settings = settings_mod.load(settings_mod.StorageSettings)
+    done = restore_bucket(settings, args.folder, args.bucket)
+    console.print(f"{args.folder} → s3://{args.bucket or settings.S3_BUCKET}: {done['objects']} objects "
+                  f"({done['bytes']:,} bytes)")
+    return 0
+
+
+def cmd_backup_create(args: argparse.Namespace, console: Console) -> int:
+    from mlstack.backup import create
+
+    folder = args.folder or Path("backups") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    manifest = create(settings_mod.load(settings_mod.StackSettings), folder)
+    for name, entry in manifest["databases"].items():
+        console.print(f"  database {name}: {entry['file']} ({entry['bytes']:,} bytes)")
+    bucket = manifest["bucket"]
+    console.print(f"  bucket s3://{bucket['name']}: {bucket['objects']} objects ({bucket['bytes']:,} bytes)")
+    console.print(f"backup written to {folder}")
+    return 0
+
+
+def cmd_backup_restore(args: argparse.Namespace, console: Console) -> int:
+    from mlstack.backup import restore
+
+    from mlstack.backup import DATABASES
+
+    done = restore(settings_mod.load(settings_mod.StackSettings), args.folder,
+                   databases=None if args.bucket_only else DATABASES, bucket=not args.databases_only)
+    if done["databases"]:
+        console.print(f"restored databases: {', '.join(done['databases'])}")
+    if done["bucket"]:
+        console.print(f"restored bucket: {done['bucket']['objects']} objects ({done['bucket']['bytes']:,} bytes)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlstack", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -277,6 +324,25 @@ def build_parser() -> argparse.ArgumentParser:
     storage = sub.add_parser("storage", help="object store")
     ssub = storage.add_subparsers(dest="storage_command", required=True)
     ssub.add_parser("ensure-bucket", help="create the S3 bucket if missing").set_defaults(func=cmd_storage_ensure_bucket)
+    export = ssub.add_parser("export", help="download every object of the bucket into a folder")
+    export.add_argument("folder", type=Path)
+    export.set_defaults(func=cmd_storage_export)
+    imp = ssub.add_parser("import", help="upload a folder made by export into the bucket (creating it)")
+    imp.add_argument("folder", type=Path)
+    imp.add_argument("--bucket", default=None, help="another bucket than S3_BUCKET")
+    imp.set_defaults(func=cmd_storage_import)
+
+    backup = sub.add_parser("backup", help="back up or restore the databases and the bucket (docs/operations.md)")
+    bsub = backup.add_subparsers(dest="backup_command", required=True)
+    create = bsub.add_parser("create", help="write every database and the bucket into a new folder")
+    create.add_argument("folder", type=Path, nargs="?", default=None, help="default: backups/<UTC time>")
+    create.set_defaults(func=cmd_backup_create)
+    restore = bsub.add_parser("restore", help="restore a backup folder (overwrites: stop writers first)")
+    restore.add_argument("folder", type=Path)
+    only = restore.add_mutually_exclusive_group()
+    only.add_argument("--databases-only", action="store_true", help="restore the databases, not the bucket")
+    only.add_argument("--bucket-only", action="store_true", help="restore the bucket, not the databases")
+    restore.set_defaults(func=cmd_backup_restore)
     return parser
 
 
@@ -292,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlstack.data import DataError
     from mlstack.registry.aliases import MissingArtifacts
     from mlstack.registry.connection import RegistryUnavailable
+    from mlstack.backup import BackupError
     from mlstack.storage import StorageUnavailable
     from mlstack.validation import ValidationError
 
@@ -306,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RegistryUnavailable, StorageUnavailable) as exc:
         console.print(f"[red]unavailable[/red]: {escape(str(exc))}")
         return EXIT_UNAVAILABLE
+    except BackupError as exc:
+        console.print(f"[red]backup failed[/red]: {escape(str(exc))}")
+        return 1
     except MissingArtifacts as exc:
         console.print(f"[red]refused[/red]: {escape(str(exc))}")
         return EXIT_REFUSED

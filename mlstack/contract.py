@@ -88,6 +88,9 @@ class DataContract:
     ratios: tuple[Ratio, ...] = ()
     rare_category_min_count: int = 20
     notes: str = ""
+    # Where the data comes from (the pages' footer and the result page's note), and what one record is.
+    data_source: str = ""
+    record_label: str = "records"
     # How `scripts/simulate.py --scenario drift` shifts inputs: (numeric feature, factor, offset).
     simulated_drift: tuple[tuple[str, float, float], ...] = ()
     _index: dict[str, Feature] = field(default_factory=dict, init=False, repr=False, compare=False)

@@ -70,8 +70,13 @@ def load_dataset(path: Path, contract: DataContract) -> Dataset:
 
 def _row_buckets(df: pd.DataFrame, contract: DataContract, seed: int, salt: str) -> np.ndarray:
     key = hashlib.sha256(f"{seed}:{salt}".encode()).hexdigest()[:16]
-    hashes = pd.util.hash_pandas_object(df[contract.feature_names], index=False, hash_key=key)
-    return (hashes.to_numpy(dtype="uint64") % BUCKETS).astype("int64")
+    hashes = pd.util.hash_pandas_object(df[contract.feature_names], index=False, hash_key=key).to_numpy(dtype="uint64")
+    if not contract.categorical_features:
+        # pandas applies hash_key to text columns only: without one, the seed and the salt would not
+        # matter (the validation split would be empty). Mix the key in here; contracts with a text
+        # column keep exactly the split they always had, so their registered holdouts stay comparable.
+        hashes = pd.util.hash_array(hashes ^ np.uint64(int(key, 16)))
+    return (hashes % BUCKETS).astype("int64")
 
 
 @dataclass(frozen=True)

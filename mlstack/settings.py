@@ -148,6 +148,12 @@ class TrainingSettings(_MlflowClient):
     def families(self) -> list[str]:
         return [f.strip() for f in self.TRAIN_FAMILIES.split(",") if f.strip()]
 
+    @property
+    def training_config(self) -> str:
+        """What, besides data and code, decides the model a run makes (a re-run with all three equal is skipped)."""
+        return (f"families={','.join(self.families)};search_iterations={self.SEARCH_ITERATIONS};"
+                f"split_seed={self.SPLIT_SEED};holdout={self.HOLDOUT_FRACTION};validation={self.VALIDATION_FRACTION}")
+
 
 class RolloutSettings(TrainingSettings, _SlotUrls):
     """Settings of the rollout decisions: the evaluate_ab and guard_champion DAGs, scripts/rollback.py."""
@@ -223,6 +229,7 @@ class FrontendSettings(_MlflowClient, _SlotUrls):
     """Settings of the web frontend (the form, the result and feedback pages, the status page)."""
 
     MODEL_NAME: str = "house-price"
+    DATA_CONTRACT: str = "california_housing"
     MLFLOW_TRACKING_URI: str = ""
     MLFLOW_PORT: int = 5000
     APP_DATABASE_URL: str = ""
@@ -259,6 +266,20 @@ class StorageSettings(_Settings):
         _port(self.S3_PORT, "S3_PORT")
         if not self.S3_ENDPOINT_URL:
             self.S3_ENDPOINT_URL = f"http://127.0.0.1:{self.S3_PORT}"
+        return self
+
+
+class SlackSinkSettings(_Settings):
+    """Settings of the local Slack sink (mlstack.slack_sink), which runs when no SLACK_WEBHOOK_URL is set."""
+
+    SLACK_SINK_BIND: str = "127.0.0.1"
+    SLACK_SINK_PORT: int = 8025
+    SLACK_SINK_DIR: Path | None = None  # default: MLSTACK_VAR_DIR/slack-sink
+
+    @model_validator(mode="after")
+    def _derive(self) -> SlackSinkSettings:
+        _port(self.SLACK_SINK_PORT, "SLACK_SINK_PORT")
+        self.SLACK_SINK_DIR = (self.SLACK_SINK_DIR or self.MLSTACK_VAR_DIR / "slack-sink").absolute()
         return self
 
 
@@ -304,6 +325,20 @@ class StackSettings(StorageSettings, _MlflowCredentials):
     POSTGRES_EXPORTER_PORT: int = 9187
     BLACKBOX_EXPORTER_PORT: int = 9115
     SLACK_WEBHOOK_URL: SecretStr | None = None
+    SLACK_SINK_PORT: int = 8025
+    GRAFANA_PORT: int = 3000  # Compose only: for links (the demo's)
+
+    @property
+    def slack_sink_enabled(self) -> bool:
+        """Without a real webhook, a local sink records the messages and shows them on a page."""
+        return self.SLACK_WEBHOOK_URL is None
+
+    @property
+    def slack_webhook_url(self) -> str:
+        """Where Airflow's messages and Alertmanager's alerts go: the real webhook, else the local sink."""
+        if self.SLACK_WEBHOOK_URL is not None:
+            return self.SLACK_WEBHOOK_URL.get_secret_value()
+        return f"http://127.0.0.1:{self.SLACK_SINK_PORT}/hooks/local"
 
     def port_settings(self) -> dict[str, int]:
         """Every port setting of the native stack that is in use, by name."""
@@ -316,6 +351,8 @@ class StackSettings(StorageSettings, _MlflowCredentials):
                       "NGINX_EXPORTER_PORT", "BLACKBOX_EXPORTER_PORT"]
             if self.uses_postgres:
                 names.append("POSTGRES_EXPORTER_PORT")
+        if self.slack_sink_enabled:
+            names.append("SLACK_SINK_PORT")
         return {name: getattr(self, name) for name in names}
 
     @property

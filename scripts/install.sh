@@ -13,7 +13,7 @@ PYTHON="${PYTHON:-python3.11}"
 # Debian packages per profile. Later services add theirs here (one list, one place).
 apt_runtime=(nginx gettext-base prometheus prometheus-alertmanager prometheus-pushgateway
   prometheus-nginx-exporter prometheus-postgres-exporter prometheus-blackbox-exporter)
-apt_test=(docker-compose chromium chromium-driver)
+apt_test=(docker-compose chromium chromium-driver graphviz)
 case "$profile" in
   runtime) apt_wanted=("${apt_runtime[@]}") ;;
   test) apt_wanted=("${apt_runtime[@]}" "${apt_test[@]}") ;;

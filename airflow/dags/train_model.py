@@ -4,9 +4,12 @@
 Train, evaluate and register a model of `MODEL_NAME`, and give it the alias the registry policy
 says (`champion` if there is none, `challenger` if it beats the champion on the same holdout,
 none otherwise). Runs daily and on demand; trigger with conf `{"data_path": "/path/to.csv"}` to
-train on another labelled file (it must pass the data contract).
+train on another labelled file (it must pass the data contract), and `"families"`
+(e.g. `"hist_gradient_boosting"`) or `"search_iterations"` to override TRAIN_FAMILIES and
+SEARCH_ITERATIONS for one run.
 
-A retry or a re-run on the same data with the same code does not register a second version.
+A retry or a re-run on the same data with the same code and settings does not register a second
+version.
 The work is in `mlstack.training.tasks` (tested without Airflow).
 """
 
@@ -27,7 +30,7 @@ from mlstack.rollout.callbacks import on_dag_failure
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     on_failure_callback=on_dag_failure,
-    params={"data_path": None},
+    params={"data_path": None, "families": None, "search_iterations": None},
     tags=["mlstack", "training"],
     doc_md=__doc__,
 )
@@ -45,7 +48,9 @@ def train_model():
         """Train, evaluate on the holdout, log to MLflow, register, set the alias."""
         from mlstack.training.tasks import train_and_register
 
-        return train_and_register(data["path"], data["sha256"], actor="airflow:train_model", dag_id="train_model")
+        conf = get_current_context()["params"]
+        return train_and_register(data["path"], data["sha256"], actor="airflow:train_model", dag_id="train_model",
+                                  families=conf.get("families"), search_iterations=conf.get("search_iterations"))
 
     train_register(validate())
 

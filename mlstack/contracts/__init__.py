@@ -6,7 +6,7 @@ import importlib
 
 from mlstack.contract import DataContract
 
-AVAILABLE = ("california_housing",)
+AVAILABLE = ("california_housing", "diabetes")
 
 
 def get_contract(name: str) -> DataContract:

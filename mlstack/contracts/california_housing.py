@@ -11,6 +11,8 @@ CONTRACT = DataContract(
         "Each record is a census block group (typically 600 to 3,000 people), not a single house; "
         "the model predicts the block group's median house value."
     ),
+    data_source="the 1990 U.S. census, California block groups (Pace & Barry, 1997)",
+    record_label="block groups",
     features=(
         Feature("longitude", "float", "Longitude", "West-east position of the block group.",
                 unit="degrees", minimum=-124.5, maximum=-114.0, default=-118.49),

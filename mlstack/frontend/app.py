@@ -17,6 +17,7 @@ from flask import Flask, Response, current_app, g, jsonify, render_template, req
 from mlstack.frontend.api import ApiClient, ApiUnavailable
 from mlstack.frontend.forms import form_fields, initial_values, parse_actual, parse_form
 from mlstack.frontend.status import StatusReader
+from mlstack.contracts import get_contract
 from mlstack.settings import FrontendSettings, load
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,15 @@ def _not_found(_exc: Exception) -> tuple[str, int]:
     return render_template("not_found.html"), 404
 
 
-def _format_money(value: float | None) -> str:
-    return "–" if value is None else f"${value:,.0f}"
+def amount_filter(unit: str):  # noqa: ANN201 - a Jinja filter
+    """Format values of the target: dollars for USD, else the number and its unit (e.g. "152.3 progression score")."""
+    def amount(value: float | None) -> str:
+        if value is None:
+            return "–"
+        if unit == "USD":
+            return f"${value:,.0f}"
+        return f"{value:,.{0 if abs(value) >= 1000 else 1}f} {unit}".rstrip()
+    return amount
 
 
 def create_app(settings: FrontendSettings | None = None) -> Flask:
@@ -148,7 +156,9 @@ def create_app(settings: FrontendSettings | None = None) -> Flask:
     app.extensions["mlstack.settings"] = settings
     app.extensions["mlstack.api"] = api
     app.extensions["mlstack.status"] = StatusReader(settings, split)
-    app.jinja_env.filters["money"] = _format_money
+    contract = get_contract(settings.DATA_CONTRACT)  # the same contract the slots serve (one .env)
+    app.jinja_env.filters["amount"] = amount_filter(contract.target.unit)
+    app.jinja_env.globals["contract"] = contract
     app.add_url_rule("/", view_func=index, methods=["GET"])
     app.add_url_rule("/predict", view_func=predict, methods=["POST"])
     app.add_url_rule("/feedback", view_func=feedback, methods=["POST"])

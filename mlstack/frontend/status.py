@@ -12,7 +12,7 @@ import requests
 
 from mlstack.db.engine import create_engine
 from mlstack.db.events import EventStore
-from mlstack.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from mlstack.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, transition_events
 from mlstack.registry.overview import VersionInfo, by_alias, versions
 from mlstack.settings import FrontendSettings, export_mlflow_client_env
 
@@ -32,6 +32,7 @@ class Status:
     slots: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    transitions: list[dict[str, Any]] = field(default_factory=list)  # promotions, retirements, rollbacks
     drift: dict[str, Any] | None = None  # the latest drift_check event (monitor_drift)
     chain_ok: bool | None = None
     errors: dict[str, str] = field(default_factory=dict)
@@ -47,6 +48,7 @@ class Status:
             "versions": [info(v) for v in self.versions], "slots": self.slots,
             "events": [{**e, "event_time": e["event_time"].isoformat()} for e in self.events],
             "decisions": [{**e, "event_time": e["event_time"].isoformat()} for e in self.decisions],
+            "transitions": [{**e, "event_time": e["event_time"].isoformat()} for e in self.transitions],
             "drift": {**self.drift, "event_time": self.drift["event_time"].isoformat()} if self.drift else None,
             "chain_ok": self.chain_ok, "errors": self.errors,
         }
@@ -119,6 +121,7 @@ class StatusReader:
             judged = ("judge_ab", "judge_guard", "notify", "drift_check")
             status.events = store.recent(s.MODEL_NAME, limit=events, exclude=judged)
             status.decisions = store.recent(s.MODEL_NAME, limit=10, actions=("judge_ab", "judge_guard"))
+            status.transitions = transition_events(store.engine, s.MODEL_NAME, limit=10)
             status.drift = next(iter(store.recent(s.MODEL_NAME, limit=1, actions=("drift_check",))), None)
             status.chain_ok = store.verify().ok
         except Exception as exc:  # noqa: BLE001

@@ -119,7 +119,19 @@ class Stack:
                     self._mlflow_health, startsecs=3),
             *(self._airflow() if s.AIRFLOW_ENABLED else []),
             *(self._monitoring() if s.MONITORING_ENABLED else []),
+            *([self._slack_sink()] if s.slack_sink_enabled else []),
         ]
+
+    def _slack_sink(self) -> Program:
+        """Slack's stand-in when no webhook is set: the messages on a page (Compose runs the same command)."""
+        s = self.settings
+        url = f"http://127.0.0.1:{s.SLACK_SINK_PORT}"
+        return Program("slack-sink", "Slack sink", url + "/",
+                       "Slack messages and alerts (no SLACK_WEBHOOK_URL set), shown on a page",
+                       f"{sys.executable} -m mlstack.slack_sink",
+                       {**self._base_env(), "MLSTACK_ENV_FILE": "", "SLACK_SINK_BIND": "127.0.0.1",
+                        "SLACK_SINK_PORT": str(s.SLACK_SINK_PORT), "SLACK_SINK_DIR": str(self.path("slack-sink"))},
+                       lambda: _http_ok(f"{url}/health"), startsecs=1)
 
     def _base_env(self) -> dict[str, str]:
         """Return the environment every program starts from (the venv first on PATH)."""
@@ -184,6 +196,7 @@ class Stack:
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.AIRFLOW_TRIGGER_LOG_PORT),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW_ADMIN_USER": s.AIRFLOW_ADMIN_USER, "AIRFLOW_ADMIN_PASSWORD": secret(s.AIRFLOW_ADMIN_PASSWORD),
+            "SLACK_WEBHOOK_URL": s.slack_webhook_url,  # the local sink when .env sets none
         }
 
     def _airflow(self) -> list[Program]:
@@ -240,7 +253,7 @@ class Stack:
                      "ALERTMANAGER_CONFIG_SOURCE": str(ROOT / "prometheus"),
                      "ALERTMANAGER_RUN_DIR": str(self.path("alertmanager")),
                      "ALERTMANAGER_LISTEN": f"{local}:{s.ALERTMANAGER_PORT}", "ALERTMANAGER_EXTERNAL_URL": am,
-                     "SLACK_WEBHOOK_URL": s.SLACK_WEBHOOK_URL.get_secret_value() if s.SLACK_WEBHOOK_URL else ""},
+                     "SLACK_WEBHOOK_URL": s.slack_webhook_url},
                     lambda: _http_ok(f"{am}/-/ready"), startsecs=1),
             Program("nginx-exporter", "nginx exporter", f"http://{local}:{s.NGINX_EXPORTER_PORT}",
                     "nginx's stub_status as Prometheus metrics",
@@ -571,6 +584,9 @@ class Stack:
         web = self._web_url()
         self.console.print(f"[bold green]Open the web form: {web}/[/bold green]   status page: {web}/status   "
                            f"API: {web}/api/predict", soft_wrap=True)
+        if s.slack_sink_enabled:
+            self.console.print(f"Slack messages (no SLACK_WEBHOOK_URL set, so a local sink shows them): "
+                               f"http://127.0.0.1:{s.SLACK_SINK_PORT}/", soft_wrap=True)
         if s.MONITORING_ENABLED:
             self.console.print(f"Prometheus: http://127.0.0.1:{s.PROMETHEUS_PORT}   Alertmanager: "
                                f"http://127.0.0.1:{s.ALERTMANAGER_PORT}   (Grafana runs in Compose; its dashboards'"

@@ -10,10 +10,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlstack.db.events import EventStore, ModelEvent
+from mlstack.db.schema import model_events
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +109,23 @@ def move_alias(registry: Registry, alias: str, version: str | None, *, actor: st
         raise
     log.info("%s@%s: %s -> %s (%s)", registry.model_name, alias, before, version, reason)
     return row
+
+
+def transition_kinds(model_name: str) -> tuple[Any, dict[str, Any]]:
+    """The alias moves that are transitions (not dry runs), and how to tell each kind: one definition."""
+    e = model_events.c
+    moves = sa.and_(e.model_name == model_name, e.action.in_(("set_alias", "remove_alias")), e.dry_run.is_(False))
+    kinds = {"rollback": sa.and_(e.alias == CHAMPION, e.reason.like("rollback from %")),
+             "promotion": sa.and_(e.alias == CHAMPION, e.reason.like("judge (event #%")),
+             "retirement": sa.and_(e.alias == CHALLENGER, e.version_after.is_(None), e.reason.like("judge (event #%"))}
+    return moves, kinds
+
+
+def transition_events(engine: sa.Engine, model_name: str, limit: int = 10) -> list[dict[str, Any]]:
+    """The newest promotions, retirements and rollbacks (alias moves), each with its `transition` kind."""
+    moves, kinds = transition_kinds(model_name)
+    kind = sa.case(*((cond, name) for name, cond in kinds.items()), else_=None).label("transition")
+    query = (sa.select(model_events, kind).where(moves, sa.or_(*kinds.values()))
+             .order_by(model_events.c.id.desc()).limit(limit))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]

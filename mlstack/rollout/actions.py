@@ -18,7 +18,14 @@ from sqlalchemy.engine import Engine
 
 from mlstack.db.events import EventStore, ModelEvent
 from mlstack.db.schema import model_events
-from mlstack.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, Registry, move_alias
+from mlstack.registry.aliases import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    Registry,
+    move_alias,
+    transition_kinds,
+)
 from mlstack.registry.policy import set_champion
 from mlstack.rollout import slack
 from mlstack.rollout.evidence import Sources, ab_evidence, guard_evidence, to_dict
@@ -118,11 +125,7 @@ def notify(ctx: Context, payload: dict[str, Any], topic: str, about: int | None)
 def transitions(ctx: Context) -> dict[str, tuple[int, datetime | None]]:
     """Promotions, retirements and rollbacks so far, and when the last of each was, from the audit trail."""
     e = model_events.c
-    moves = sa.and_(e.model_name == ctx.registry.model_name, e.action.in_(("set_alias", "remove_alias")),
-                    e.dry_run.is_(False))
-    kinds = {"rollback": sa.and_(e.alias == CHAMPION, e.reason.like("rollback from %")),
-             "promotion": sa.and_(e.alias == CHAMPION, e.reason.like("judge (event #%")),
-             "retirement": sa.and_(e.alias == CHALLENGER, e.version_after.is_(None), e.reason.like("judge (event #%"))}
+    moves, kinds = transition_kinds(ctx.registry.model_name)
     out = {}
     with ctx.engine.connect() as conn:
         for kind, cond in kinds.items():

@@ -228,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", action="store_true", help="exit 1 when an enforced target is missed")
+    parser.add_argument("--policy", default=None, help="a policy file other than mlstack/rollout/policy.yaml")
     args = parser.parse_args(argv)
-    policy, digest = load_policy()
+    policy, digest = load_policy(args.policy)
     print(f"judge simulation: {args.runs} seeded runs per scenario, policy sha256 {digest[:12]}", flush=True)
     out = run_all(policy, args.runs, args.seed)
     for title, o in out.items():

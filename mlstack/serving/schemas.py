@@ -145,7 +145,8 @@ def schema_document(contract: DataContract) -> dict[str, Any]:
                "label": f.label, "description": f.description, "unit": f.unit, "minimum": f.minimum,
                "maximum": f.maximum, "categories": list(f.categories) or None, "nullable": f.nullable,
                "default": f.default, "rule": f.describe_range()} for f in c.features]
-    return {"contract": c.name, "title": c.title, "notes": c.notes, "fields": fields, "example": c.example(),
+    return {"contract": c.name, "title": c.title, "notes": c.notes, "data_source": c.data_source,
+            "record_label": c.record_label, "fields": fields, "example": c.example(),
             "target": {"name": c.target.name, "label": c.target.label, "unit": c.target.unit,
                        "minimum": c.target.minimum, "maximum": c.target.maximum, "cap": c.target.cap},
             "prediction": c.prediction}

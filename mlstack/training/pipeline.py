@@ -236,7 +236,8 @@ def train(settings: TrainingSettings, *, data_path: Path | None = None, actor: s
             tags = {"holdout_rmse": f"{metrics.rmse:.4f}", "holdout_mae": f"{metrics.mae:.4f}",
                     "holdout_r2": f"{metrics.r2:.6f}", "holdout_sha256": holdout_sha, "data_sha256": dataset.sha256,
                     "model_family": family, "git_commit": commit, "data_contract": contract.name,
-                    "run_id": run.info.run_id, "registration_decision": decision.alias or "none"}
+                    "run_id": run.info.run_id, "registration_decision": decision.alias or "none",
+                    "training_config": settings.training_config}
             mv = mlflow.register_model(model_info.model_uri, settings.MODEL_NAME, tags=tags)
             version = str(mv.version)
             if not registry.artifacts_present(version):

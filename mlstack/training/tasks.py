@@ -24,7 +24,7 @@ def validate_data(data_path: str | None = None) -> dict[str, Any]:
 
 
 def already_trained(settings: TrainingSettings, data_sha256: str) -> dict[str, Any] | None:
-    """Return the version already trained on this data by this code, if any (a retry, a re-run)."""
+    """Return the version already trained on this data by this code and training config, if any (a retry, a re-run)."""
     from mlstack.registry.aliases import read_aliases
     from mlstack.registry.connection import connect
     from mlstack.training.pipeline import git_commit
@@ -34,23 +34,32 @@ def already_trained(settings: TrainingSettings, data_sha256: str) -> dict[str, A
     aliases = read_aliases(client, settings.MODEL_NAME)
     for v in client.search_model_versions(f"name='{settings.MODEL_NAME}'"):
         tags = v.tags or {}
-        if tags.get("data_sha256") == data_sha256 and tags.get("git_commit") == commit and commit:
+        if (tags.get("data_sha256") == data_sha256 and tags.get("git_commit") == commit and commit
+                and tags.get("training_config") == settings.training_config):
             alias = next((a for a, ver in aliases.items() if ver == str(v.version)), None)
             return {"version": str(v.version), "alias": alias, "skipped": True,
-                    "reason": f"v{v.version} was already trained on this data by commit {commit[:12]}"}
+                    "reason": f"v{v.version} was already trained on this data by commit {commit[:12]} "
+                              f"({settings.training_config})"}
     return None
 
 
-def train_and_register(data_path: str, data_sha256: str, actor: str, dag_id: str | None = None) -> dict[str, Any]:
-    """Train, evaluate, register and give the alias the registry policy says; idempotent per data and code.
+def train_and_register(data_path: str, data_sha256: str, actor: str, dag_id: str | None = None, *,
+                       families: str | None = None, search_iterations: int | None = None) -> dict[str, Any]:
+    """Train, evaluate, register and give the alias the registry policy says; idempotent per data, code and config.
 
-    Pushes the run's holdout metrics (per version) to the Pushgateway; with `dag_id`, also the
-    DAG's success time (this is its last task).
+    `families` and `search_iterations` override TRAIN_FAMILIES and SEARCH_ITERATIONS for this run
+    (the DAG's conf). Pushes the run's holdout metrics (per version) to the Pushgateway; with
+    `dag_id`, also the DAG's success time (this is its last task).
     """
     from mlstack.monitoring import push
     from mlstack.training.pipeline import train
 
-    settings = load(TrainingSettings)
+    overrides: dict[str, Any] = {}
+    if families:
+        overrides["TRAIN_FAMILIES"] = families
+    if search_iterations is not None:
+        overrides["SEARCH_ITERATIONS"] = int(search_iterations)
+    settings = load(TrainingSettings, **overrides)
     done = already_trained(settings, data_sha256)
     if done:
         out = done

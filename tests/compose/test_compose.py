@@ -217,3 +217,31 @@ def test_mlflow_is_behind_its_login_and_every_client_has_it(config, env_file):
         env = services[name]["environment"]
         assert env["MLFLOW_TRACKING_PASSWORD"] == password and env["MLFLOW_TRACKING_USERNAME"], name
     assert services["mlflow"]["environment"]["MLFLOW_AUTH_DATABASE_URL"].startswith("sqlite:////mlflow-auth/")
+
+
+def test_without_a_webhook_slack_messages_go_to_the_slack_sink_run_as_natively(config):
+    """The sink runs `python -m mlstack.slack_sink`, the command supervisord runs; Airflow and Alertmanager post to it."""
+    services = config["services"]
+    sink = services["slack-sink"]
+    assert sink["command"] == ["python", "-m", "mlstack.slack_sink"]
+    assert "-m mlstack.slack_sink" in (ROOT / "mlstack" / "native" / "stack.py").read_text()
+    for name in ("airflow-scheduler", "alertmanager"):
+        assert services[name]["environment"]["SLACK_WEBHOOK_URL"] == "http://slack-sink:8025/hooks/local", name
+
+
+def test_a_webhook_in_env_replaces_the_sink(env_file, tmp_path):
+    own = tmp_path / ".env"
+    own.write_text(env_file.read_text() + "\nSLACK_WEBHOOK_URL=https://hooks.example.test/T/B/x\n")
+    result = subprocess.run(["docker-compose", "--env-file", str(own), "-f", str(COMPOSE), "config"],
+                            capture_output=True, text=True, cwd=ROOT, check=True)
+    services = yaml.safe_load(result.stdout)["services"]
+    assert services["alertmanager"]["environment"]["SLACK_WEBHOOK_URL"] == "https://hooks.example.test/T/B/x"
+
+
+def test_the_data_contract_reaches_every_service_that_reads_it(config):
+    """Bring your own data: DATA_CONTRACT (and DATA_PATH where data is read) from .env, one value everywhere."""
+    services = config["services"]
+    for name in ("backend-a", "backend-b", "frontend", "bootstrap", "airflow-scheduler", "locust"):
+        assert services[name]["environment"]["DATA_CONTRACT"] == "california_housing", name
+    for name in ("bootstrap", "airflow-scheduler", "locust"):
+        assert services[name]["environment"]["DATA_PATH"].endswith("/data/housing.csv"), name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -14,8 +15,11 @@ from mlstack.db.events import EventStore
 from mlstack.db.migrate import upgrade
 from mlstack.registry.aliases import Registry
 
+SHOTS = Path(__file__).resolve().parents[2] / "reports" / "browser"
+
 
 def registry(stack, model_name: str = "house-price") -> Registry:
+    mlflow.set_tracking_uri(stack.tracking_uri)  # artifact checks resolve mlflow-artifacts:/ URIs through it
     engine = create_engine(stack.app_db_url)
     upgrade(engine)
     return Registry(MlflowClient(stack.tracking_uri), model_name, EventStore(engine))
@@ -83,3 +87,11 @@ def restore_aliases(stack, before: dict[str, str], model_name: str = "house-pric
     for alias in set(reg.aliases()) - set(before):
         move_alias(reg, alias, None, actor="test", reason="restore after a test module")
 
+
+
+def shot(driver, name: str) -> Path:
+    """Save a screenshot of the browser under reports/browser/ (the artifact to look at)."""
+    path = SHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    assert path.stat().st_size > 10_000, f"screenshot {path} is empty"
+    return path

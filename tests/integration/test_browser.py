@@ -6,47 +6,8 @@ Screenshots land in reports/browser/ (git-ignored): the test artifact to look at
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "reports" / "browser"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.fail("chromium and chromium-driver are missing: `make test` installs them (scripts/install.sh test)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1280,1600",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    yield driver
-    driver.quit()
-
-
-@pytest.fixture(scope="module")
-def web(stack):
-    return f"http://127.0.0.1:{stack.env['WEB_PORT']}"
-
-
-def _shot(driver, name: str) -> Path:
-    path = SHOTS / f"{name}.png"
-    driver.save_screenshot(str(path))
-    assert path.stat().st_size > 10_000, f"screenshot {path} is empty"
-    return path
+from tests.integration.helpers import shot as _shot
 
 
 def test_form_renders_validates_submits_and_takes_feedback(browser, web, contract):
