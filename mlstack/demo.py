@@ -40,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 DAGS = ("train_model", "evaluate_ab", "guard_champion", "monitor_drift")
+# The links the summary repeats under the table, and what to call them there.
+LOOK_AT = {"airflow_run": "Airflow run", "evidently_report": "Evidently report", "grafana": "Grafana panel",
+           "status_page": "status page", "slack": "Slack messages"}
 
 
 class DemoFailed(RuntimeError):
@@ -93,10 +96,8 @@ class Demo:
 
     # -- narration ------------------------------------------------------------------------------
 
-    def say(self, text: str, style: str = "") -> None:
-        stamp = datetime.now().strftime("%H:%M:%S")
-        self.console.print(f"[dim]{stamp}[/dim] {f'[{style}]' if style else ''}{text}{f'[/{style}]' if style else ''}",
-                           soft_wrap=True, highlight=False)
+    def say(self, text: str) -> None:
+        self.console.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {text}", soft_wrap=True, highlight=False)
 
     def step(self, title: str) -> Step:
         s = Step(title)
@@ -415,6 +416,12 @@ class Demo:
                           f"{s.seconds:.0f} s" if s.seconds is not None else "",
                           f"{s.decision_seconds:.0f} s" if s.decision_seconds is not None else "")
         self.console.print(table)
+        seen: set[str] = set()
+        for i, s in enumerate(self.steps, 1):  # where to look, once per link
+            for label, url in s.links.items():
+                if url not in seen and label in LOOK_AT:
+                    seen.add(url)
+                    self.console.print(f"  {i}. {LOOK_AT[label]}: {url}", soft_wrap=True, highlight=False)
         if traffic is not None:
             self.console.print(f"traffic: {traffic.summary()}")
         self.console.print(f"aliases now: {_aliases(self.registry.aliases())}   status page: {self.status_url}"

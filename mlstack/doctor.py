@@ -44,35 +44,25 @@ class Finding:
     fix: str = ""
 
 
-# -- reading configuration without the venv -------------------------------------------------------
+# -- reading configuration without the venv: scripts/init-env.py's parser (the file make env writes) --
+
+def _init_env() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("init_env", ROOT / "scripts" / "init-env.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
 
 def parse_dotenv(path: Path) -> dict[str, str]:
-    """NAME=value lines of a dotenv file (comments and blank lines skipped; quotes stripped)."""
-    out: dict[str, str] = {}
-    if not path.exists():
-        return out
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        out[key.strip()] = value.strip().strip("'\"")
-    return out
+    """NAME=value lines of a dotenv file, as `make env` writes them ({} when there is no file)."""
+    return _init_env().parse(path) if path.exists() else {}
 
 
-def secret_names(example: Path) -> list[str]:
-    """Variables `.env.example` marks `(secret)` in the comment right above them."""
-    names, marked = [], False
-    for line in example.read_text().splitlines():
-        if line.startswith("#"):
-            marked = marked or "(secret)" in line
-            continue
-        m = re.match(r"([A-Z][A-Z0-9_]*)=", line)
-        if m:
-            if marked:
-                names.append(m.group(1))
-        marked = False
-    return names
+def secret_names(example: Path) -> set[str]:
+    """Variables `.env.example` marks `(secret)`: the ones `make env` generates."""
+    return _init_env().secret_names(example)
 
 
 # -- ports ----------------------------------------------------------------------------------------
@@ -276,7 +266,7 @@ class Doctor:
             return
         env = parse_dotenv(self.env_file)
         example = self.root / ".env.example"
-        missing = [n for n in secret_names(example) if not env.get(n)]
+        missing = sorted(n for n in secret_names(example) if not env.get(n))
         known = set(parse_dotenv(example)) | {"MLSTACK_ENV_FILE"}
         unknown = sorted(k for k in env if k not in known)
         if missing:

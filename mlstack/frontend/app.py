@@ -14,10 +14,10 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, render_template, request
 
+from mlstack.contracts import get_contract
 from mlstack.frontend.api import ApiClient, ApiUnavailable
 from mlstack.frontend.forms import form_fields, initial_values, parse_actual, parse_form
 from mlstack.frontend.status import StatusReader
-from mlstack.contracts import get_contract
 from mlstack.settings import FrontendSettings, load
 
 log = logging.getLogger(__name__)

@@ -61,7 +61,8 @@ class Registry:
 
         uri = self.client.get_model_version_download_uri(self.model_name, version)
         try:
-            files = mlflow.artifacts.list_artifacts(artifact_uri=uri)
+            # mlflow-artifacts:/ URIs resolve through a tracking server: this registry's, not a global one
+            files = mlflow.artifacts.list_artifacts(artifact_uri=uri, tracking_uri=self.client.tracking_uri)
         except Exception as exc:  # noqa: BLE001 - any store error means "cannot confirm"
             log.warning("cannot list artifacts of %s v%s at %s: %s", self.model_name, version, uri, exc)
             return False

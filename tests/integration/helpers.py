@@ -19,7 +19,6 @@ SHOTS = Path(__file__).resolve().parents[2] / "reports" / "browser"
 
 
 def registry(stack, model_name: str = "house-price") -> Registry:
-    mlflow.set_tracking_uri(stack.tracking_uri)  # artifact checks resolve mlflow-artifacts:/ URIs through it
     engine = create_engine(stack.app_db_url)
     upgrade(engine)
     return Registry(MlflowClient(stack.tracking_uri), model_name, EventStore(engine))

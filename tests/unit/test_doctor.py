@@ -17,10 +17,11 @@ def test_secret_names_are_read_from_the_example_file():
     assert "WEB_PORT" not in names and "SLACK_WEBHOOK_URL" not in names  # set yourself, not generated
 
 
-def test_parse_dotenv_skips_comments_and_strips_quotes(tmp_path):
+def test_parse_dotenv_reads_name_value_lines(tmp_path):
     env = tmp_path / ".env"
-    env.write_text("# comment\n\nA=1\nB='two'\nC=\"three\"\nnot a line\n")
-    assert parse_dotenv(env) == {"A": "1", "B": "two", "C": "three"}
+    env.write_text("# comment\n\nA=1\nB=two words\nnot a line\n")
+    assert parse_dotenv(env) == {"A": "1", "B": "two words"}
+    assert parse_dotenv(tmp_path / "missing") == {}
 
 
 def test_the_owner_of_a_listening_port_is_found():

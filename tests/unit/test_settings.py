@@ -1,8 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from mlstack.settings import (BackendSettings, FrontendSettings, RolloutSettings, StackSettings, TrainingSettings,
-                              normalize_database_url)
+from mlstack.settings import (BackendSettings, FrontendSettings, RolloutSettings, SlackSinkSettings, StackSettings,
+                              TrainingSettings, normalize_database_url)
 
 SECRETS = {"S3_ACCESS_KEY_ID": "k", "S3_SECRET_ACCESS_KEY": "s", "AIRFLOW_ADMIN_PASSWORD": "p",
            "AIRFLOW_JWT_SECRET": "j" * 64, "AIRFLOW_API_SECRET_KEY": "a", "MLFLOW_TRACKING_PASSWORD": "m" * 16,
@@ -68,6 +68,7 @@ def test_env_file_and_environment(tmp_path, monkeypatch):
     env.write_text("MODEL_NAME=from-file\nSPLIT_SEED=\nMLFLOW_PORT=5100\n")
     monkeypatch.setenv("MLSTACK_ENV_FILE", str(env))
     monkeypatch.setenv("MLFLOW_PORT", "5200")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLflow's set_tracking_uri exports it in-process
     s = load(TrainingSettings)
     assert s.MODEL_NAME == "from-file"  # from the file
     assert s.SPLIT_SEED == 42  # empty means default
@@ -80,7 +81,8 @@ def test_env_example_documents_every_setting():
 
     example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     names = (set(TrainingSettings.model_fields) | set(StackSettings.model_fields) | set(BackendSettings.model_fields)
-             | set(FrontendSettings.model_fields) | set(RolloutSettings.model_fields))
+             | set(FrontendSettings.model_fields) | set(RolloutSettings.model_fields)
+             | set(SlackSinkSettings.model_fields))
     missing = sorted(n for n in names if f"\n{n}=" not in example)
     assert missing == []
 
