@@ -383,12 +383,13 @@ class Demo:
             if traffic is not None:
                 traffic.stop()
             if before is not None:
-                self.put_back(before)
+                self.put_back(before, failed=failure is not None)
         self.summary(time.monotonic() - started, traffic)
         return 0 if failure is None and all(s.status == "ok" for s in self.steps) else 1
 
-    def put_back(self, before: dict[str, Any]) -> None:
-        """Undo what the demo changed around the registry: the split, and (with --restore) the aliases."""
+    def put_back(self, before: dict[str, Any], failed: bool) -> None:
+        """Undo what the demo changed around the registry: the split, the paused DAGs, and the aliases
+        with --restore or when the demo failed (a story cut short leaves no half-made champion behind)."""
         from mlstack.registry.aliases import CHAMPION, move_alias
 
         try:
@@ -396,13 +397,13 @@ class Demo:
                 self.stack.set_ab_weight(before["weight_b"])
             for dag_id, paused in before["paused"].items():
                 self.api.set_paused(dag_id, paused)
-            if self.config.restore:
-                aliases = before["aliases"]
+            if self.config.restore or failed:
+                aliases, why = before["aliases"], "demo --restore" if self.config.restore else "the demo failed"
                 for alias in [CHAMPION, *sorted(set(aliases) - {CHAMPION})]:
-                    move_alias(self.registry, alias, aliases[alias], actor="demo", reason="demo --restore")
+                    move_alias(self.registry, alias, aliases[alias], actor="demo", reason=why)
                 for alias in set(self.registry.aliases()) - set(aliases):
-                    move_alias(self.registry, alias, None, actor="demo", reason="demo --restore")
-                self.say(f"aliases restored: {_aliases(self.registry.aliases())}")
+                    move_alias(self.registry, alias, None, actor="demo", reason=why)
+                self.say(f"aliases put back as before the demo ({why}): {_aliases(self.registry.aliases())}")
         except Exception as exc:  # noqa: BLE001
             self.say(f"[yellow]could not put everything back: {exc}[/yellow]")
 

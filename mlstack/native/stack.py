@@ -139,10 +139,23 @@ class Stack:
                 "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
 
     def _service_env(self) -> dict[str, str]:
-        """What every mlstack process starts from: the venv, .env, the var dir, MLflow and the app database."""
+        """What every mlstack process starts from: the venv, .env, the var dir, MLflow and the app database.
+
+        These processes read .env themselves; its digest is part of their environment so that `make up`
+        after editing .env (e.g. DATA_CONTRACT, MODEL_NAME) restarts them, as supervisord restarts a
+        program whose configuration changed.
+        """
         s = self.settings
-        return {**self._base_env(), "MLSTACK_ENV_FILE": env_file() or "", "MLSTACK_VAR_DIR": str(self.var),
-                "MLFLOW_TRACKING_URI": s.tracking_uri, "APP_DATABASE_URL": s.APP_DATABASE_URL}
+        return {**self._base_env(), "MLSTACK_ENV_FILE": env_file() or "", "MLSTACK_ENV_DIGEST": self._env_digest(),
+                "MLSTACK_VAR_DIR": str(self.var), "MLFLOW_TRACKING_URI": s.tracking_uri,
+                "APP_DATABASE_URL": s.APP_DATABASE_URL}
+
+    def _env_digest(self) -> str:
+        """sha256 of .env without AB_WEIGHT_B (nginx applies the split itself, without restarting anything)."""
+        path = Path(env_file() or ".env")
+        lines = path.read_text().splitlines() if path.exists() else []
+        kept = "\n".join(line for line in lines if not line.startswith("AB_WEIGHT_B="))
+        return hashlib.sha256(kept.encode()).hexdigest()[:16]
 
     def _web_url(self) -> str:
         return f"http://{self.settings.BIND_ADDRESS}:{self.settings.WEB_PORT}"

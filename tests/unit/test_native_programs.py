@@ -32,3 +32,22 @@ def test_with_a_webhook_messages_go_there_and_no_sink_runs(tmp_path):
     assert "slack-sink" not in programs and "SLACK_SINK_PORT" not in stack.ports()
     assert stack.airflow_env()["SLACK_WEBHOOK_URL"] == "https://hooks.example.test/T0/B0/x"
     assert programs["alertmanager"].environment["SLACK_WEBHOOK_URL"] == "https://hooks.example.test/T0/B0/x"
+
+
+def test_editing_env_changes_what_the_services_that_read_it_are_started_with(tmp_path, monkeypatch):
+    """supervisord restarts a program whose configuration changed: the .env digest makes an edit count."""
+    env = tmp_path / ".env"
+    env.write_text("MODEL_NAME=house-price\nAB_WEIGHT_B=10\n")
+    monkeypatch.setenv("MLSTACK_ENV_FILE", str(env))
+    stack = Stack(settings(tmp_path))
+
+    def digests() -> dict[str, str]:
+        return {p.name: p.environment.get("MLSTACK_ENV_DIGEST", "") for p in stack.programs()}
+
+    first = digests()
+    assert first["backend-a"] and first["frontend"] and first["airflow-scheduler"]
+    env.write_text("MODEL_NAME=house-price\nAB_WEIGHT_B=50\n")  # the split: nginx reloads, nothing restarts
+    assert digests() == first
+    env.write_text("MODEL_NAME=diabetes-progression\nAB_WEIGHT_B=50\n")
+    changed = digests()
+    assert changed["backend-a"] != first["backend-a"] and changed["frontend"] != first["frontend"]
