@@ -144,6 +144,9 @@ class Demo:
 
     def preflight(self) -> dict[str, Any]:
         s = self.step("The stack is up")
+        if not self.stack.settings.AIRFLOW_ENABLED:
+            raise DemoFailed("the demo drives Airflow's DAGs, and AIRFLOW_ENABLED=false in .env: set it to true "
+                             "and make up")
         health = self.stack.health()
         bad = {name: state for name, state in health.items() if state != "healthy"}
         if bad:
