@@ -304,9 +304,7 @@ class Doctor:
 
     def _ports(self) -> dict[str, int]:
         if self.settings is not None:
-            from mlstack.native.stack import Stack
-
-            return Stack(self.settings).ports()
+            return self.settings.listening_ports()
         env = {**parse_dotenv(self.root / ".env.example"), **parse_dotenv(self.env_file)}
         return {k: int(v) for k, v in env.items() if k.endswith("_PORT") and v.isdigit()}
 
@@ -341,8 +339,7 @@ class Doctor:
         return [(n, getattr(s, n)) for n in ("MLFLOW_DATABASE_URL", "APP_DATABASE_URL", "AIRFLOW_DATABASE_URL")]
 
     def check_postgres(self) -> None:
-        if self.settings is None:
-            self.add("postgresql", SKIP, "needs a valid .env and the venv (see above)")
+        if self._without_settings("postgresql"):
             return
         used = [(n, u) for n, u in self._urls() if u.startswith("postgresql")]
         if not used:
@@ -373,19 +370,15 @@ class Doctor:
                      + ("present" if exists else "missing (make up creates it)"))
 
     def check_s3(self) -> None:
-        if self.settings is None:
-            self.add("s3", SKIP, "needs a valid .env and the venv (see above)")
+        if self._without_settings("s3"):
             return
-        import boto3
-        from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ClientError
+
+        from mlstack.storage import client as s3_client
 
         s = self.settings
         endpoint = s.S3_ENDPOINT_URL
-        client = boto3.client("s3", endpoint_url=endpoint, region_name=s.S3_REGION,
-                              aws_access_key_id=s.S3_ACCESS_KEY_ID.get_secret_value(),
-                              aws_secret_access_key=s.S3_SECRET_ACCESS_KEY.get_secret_value(),
-                              config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}))
+        client = s3_client(s)
         try:
             client.list_objects_v2(Bucket=s.S3_BUCKET, MaxKeys=1)  # a GET: errors come with their code
         except ClientError as exc:
@@ -425,17 +418,22 @@ class Doctor:
                 f"{s.S3_ENDPOINT_URL} (Compose: MinIO's root user is S3_ACCESS_KEY_ID; after changing them, "
                 "docker compose up -d --force-recreate minio mlflow)")
 
+    def _without_settings(self, check: str) -> bool:
+        """True (and a skip noted) when the checks of services cannot run: no valid .env or no venv."""
+        if self.settings is None:
+            self.add(check, SKIP, "needs a valid .env and the venv (see above)")
+        return self.settings is None
+
     def _not_answering(self, check: str, url: str, exc: BaseException, log: str) -> None:
         """A service that does not answer: a failure while the stack runs, else just not started yet."""
         if self._supervisord_pid() is not None:
             self.add(check, FAIL, f"{url} does not answer: {_one_line(str(exc))}",
                      f"make status; see {self._var_dir() / 'log' / log}.log")
         else:
-            self.add(check, SKIP, f"{url} does not answer: {_one_line(str(exc))}", "make up starts it")
+            self.add(check, SKIP, f"{url}: not running (make up starts it)")
 
     def check_mlflow(self) -> None:
-        if self.settings is None:
-            self.add("mlflow", SKIP, "needs a valid .env and the venv (see above)")
+        if self._without_settings("mlflow"):
             return
         s = self.settings
         url = s.tracking_uri
@@ -469,8 +467,7 @@ class Doctor:
         self.add("mlflow", OK, f"{url}: up, login accepted")
 
     def check_airflow(self) -> None:
-        if self.settings is None:
-            self.add("airflow", SKIP, "needs a valid .env and the venv (see above)")
+        if self._without_settings("airflow"):
             return
         s = self.settings
         if not s.AIRFLOW_ENABLED:

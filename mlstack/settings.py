@@ -355,6 +355,13 @@ class StackSettings(StorageSettings, _MlflowCredentials):
             names.append("SLACK_SINK_PORT")
         return {name: getattr(self, name) for name in names}
 
+    def listening_ports(self) -> dict[str, int]:
+        """Every port the native stack listens on, by the setting that chooses it (SeaweedFS's gRPC twins too)."""
+        out = self.port_settings()
+        for name in ("S3_PORT", "SEAWEEDFS_MASTER_PORT", "SEAWEEDFS_VOLUME_PORT", "SEAWEEDFS_FILER_PORT"):
+            out[f"{name} + 10000 (gRPC)"] = out[name] + 10000
+        return out
+
     @property
     def uses_postgres(self) -> bool:
         return any(u.startswith("postgresql") for u in (self.APP_DATABASE_URL, self.MLFLOW_DATABASE_URL))

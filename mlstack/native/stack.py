@@ -459,10 +459,7 @@ class Stack:
 
     def ports(self) -> dict[str, int]:
         """Return every port this stack listens on, by the setting that chooses it."""
-        out = self.settings.port_settings()
-        for name in ("S3_PORT", "SEAWEEDFS_MASTER_PORT", "SEAWEEDFS_VOLUME_PORT", "SEAWEEDFS_FILER_PORT"):
-            out[f"{name} + 10000 (gRPC)"] = out[name] + 10000
-        return out
+        return self.settings.listening_ports()
 
     def check_ports_free(self) -> None:
         """Refuse to start when another process holds a port we need (health checks would lie)."""
