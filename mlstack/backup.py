@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlstack.db.engine import ensure_database, libpq_url
 from mlstack.settings import StackSettings, StorageSettings
 
 DATABASES = ("mlflow", "app", "mlflow_auth", "airflow")
@@ -34,12 +35,6 @@ def database_urls(settings: StackSettings) -> dict[str, str]:
     if settings.AIRFLOW_ENABLED:
         urls["airflow"] = settings.AIRFLOW_DATABASE_URL
     return urls
-
-
-def _libpq(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _sqlite_path(url: str) -> Path:
@@ -66,7 +61,7 @@ def backup_database(url: str, dest: Path, name: str) -> Path:
         return out
     if url.startswith("postgresql"):
         out = dest / f"{name}.dump"
-        _run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={out}", _libpq(url)],
+        _run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--file={out}", libpq_url(url)],
              f"backing up {name}")
         return out
     raise BackupError(f"{name}: cannot back up a {url.split(':')[0]} database")
@@ -84,25 +79,22 @@ def restore_database(path: Path, url: str, name: str) -> None:
         return
     if not url.startswith("postgresql"):
         raise BackupError(f"{name}: a pg_dump backup restores into PostgreSQL, not {url.split(':')[0]}")
-    from mlstack.db.engine import ensure_database
-
     ensure_database(url)
     _run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction",
-          f"--dbname={_libpq(url)}", str(path)], f"restoring {name}")
+          f"--dbname={libpq_url(url)}", str(path)], f"restoring {name}")
 
 
 def backup_bucket(settings: StorageSettings, dest: Path) -> dict[str, int]:
     """Download every object of the bucket under `dest` (keys become paths)."""
-    from mlstack.storage import client
+    from mlstack.storage import client, list_objects
 
     s3 = client(settings)
     count = size = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.S3_BUCKET):
-        for obj in page.get("Contents", []):
-            out = dest / obj["Key"]
-            out.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(settings.S3_BUCKET, obj["Key"], str(out))
-            count, size = count + 1, size + obj["Size"]
+    for key in list_objects(settings):
+        out = dest / key
+        out.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(settings.S3_BUCKET, key, str(out))
+        count, size = count + 1, size + out.stat().st_size
     return {"objects": count, "bytes": size}
 
 

@@ -345,27 +345,21 @@ class Doctor:
         if not used:
             self.add("postgresql", OK, "not used: embedded SQLite under " + str(self._var_dir() / "db"))
             return
-        import sqlalchemy as sa
         from sqlalchemy.engine import make_url
 
-        from mlstack.db.engine import redact
+        from mlstack.db.engine import database_exists, redact
 
         for name, url in used:
             u = make_url(url)
             server = u.set(database="postgres")
-            engine = sa.create_engine(server, connect_args={"connect_timeout": 3})
             try:
-                with engine.connect() as conn:
-                    exists = conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s",
-                                                  (u.database,)).first() is not None
+                exists = database_exists(url, connect_timeout=3)
             except Exception as exc:  # noqa: BLE001
                 self.add(f"postgresql ({name})", FAIL, f"cannot connect to {redact(str(server))}: "
                          f"{_one_line(str(getattr(exc, 'orig', exc)))}",
                          f"start PostgreSQL at {u.host}:{u.port or 5432} (Debian: pg_ctlcluster 15 main start), "
                          f"or correct {name} in {self.env_file.name}")
                 continue
-            finally:
-                engine.dispose()
             self.add(f"postgresql ({name})", OK, f"{redact(url)}: reachable; database "
                      + ("present" if exists else "missing (make up creates it)"))
 

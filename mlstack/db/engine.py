@@ -43,6 +43,32 @@ def redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def libpq_url(url: str) -> str:
+    """The URL as libpq tools take it (pg_dump, the exporter): postgresql+psycopg2://... → postgresql://..."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _admin(parsed: sa.URL, connect_timeout: int) -> Engine:
+    """An engine on the server's `postgres` database, where databases are listed and created."""
+    return sa.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT",
+                            connect_args={"connect_timeout": connect_timeout})
+
+
+def _exists(conn: sa.Connection, name: str | None) -> bool:
+    return bool(conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar())
+
+
+def database_exists(url: str, connect_timeout: int = 10) -> bool:
+    """Whether the PostgreSQL database named in `url` exists (raises when the server cannot be reached)."""
+    parsed = make_url(normalize_database_url(url))
+    admin = _admin(parsed, connect_timeout)
+    try:
+        with admin.connect() as conn:
+            return _exists(conn, parsed.database)
+    finally:
+        admin.dispose()
+
+
 def ensure_database(url: str) -> bool:
     """Create the PostgreSQL database named in `url` if it is missing; return True if created.
 
@@ -52,12 +78,10 @@ def ensure_database(url: str) -> bool:
     if parsed.get_backend_name() != "postgresql":
         return False
     name = parsed.database
-    admin = sa.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT",
-                             connect_args={"connect_timeout": 10})
+    admin = _admin(parsed, 10)
     try:
         with admin.connect() as conn:
-            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar()
-            if exists:
+            if _exists(conn, name):
                 return False
             quoted = conn.dialect.identifier_preparer.quote(name)
             conn.exec_driver_sql(f"CREATE DATABASE {quoted}")

@@ -672,10 +672,10 @@ def _http_ok(url: str, timeout: float = 3.0) -> None:
 
 def postgres_dsn(url: str) -> str:
     """A libpq URL for the exporter from a SQLAlchemy one (postgresql+psycopg2://... → postgresql://...)."""
-    from sqlalchemy.engine import make_url
+    from mlstack.db.engine import libpq_url
 
-    u = make_url(url).set(drivername="postgresql")
-    return u.render_as_string(hide_password=False) + ("&" if "?" in str(u) else "?") + "sslmode=disable"
+    dsn = libpq_url(url)
+    return dsn + ("&" if "?" in dsn else "?") + "sslmode=disable"
 
 
 def _set_env_value(path: Path, name: str, value: str) -> None:
