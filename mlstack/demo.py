@@ -72,18 +72,20 @@ class Config:
 
 
 class Demo:
-    """The demo on one native stack (its settings, supervisor, Airflow and registry)."""
+    """The demo on one running stack, native or Compose (its settings, Airflow and registry)."""
 
-    def __init__(self, config: Config, console: Console | None = None, env_path: Path | None = None) -> None:
+    def __init__(self, config: Config, console: Console | None = None, env_path: Path | None = None,
+                 mode: str = "native") -> None:
         from mlstack.airflow_api import AirflowApi
         from mlstack.contracts import get_contract
-        from mlstack.native.stack import Stack
+        from mlstack.deployment import open_deployment
         from mlstack.rollout.actions import open_context
-        from mlstack.settings import RolloutSettings, StackSettings, load
+        from mlstack.settings import RolloutSettings, load, use_environment
 
         self.config = config
         self.console = console or Console()
-        self.stack = Stack(load(StackSettings), console=self.console, env_path=env_path)
+        self.stack = open_deployment(mode, console=self.console, env_path=env_path)
+        use_environment(self.stack.client_env())  # the registry and the app database as this mode publishes them
         self.rollout = load(RolloutSettings)
         self.ctx = open_context(actor="demo", settings=self.rollout)
         self.registry = self.ctx.registry
@@ -148,7 +150,7 @@ class Demo:
             raise DemoFailed("the demo drives Airflow's DAGs, and AIRFLOW_ENABLED=false in .env: set it to true "
                              "and make up")
         health = self.stack.health()
-        bad = {name: state for name, state in health.items() if state != "healthy"}
+        bad = {name: state for name, state in health.items() if state not in ("healthy", "completed")}
         if bad:
             raise DemoFailed("not healthy: " + "; ".join(f"{k}: {v}" for k, v in bad.items())
                              + " — run `make up` (or `make doctor` to see why)")
@@ -239,13 +241,13 @@ class Demo:
 
         s = self.step("A bad model reaches production; the guard rolls it back")
         target, factor = self.contract.target, self.config.bad_price_factor
-        bad_file = self.stack.path("demo", "bad-export.csv")
+        bad_file = self.stack.settings.MLSTACK_VAR_DIR / "demo" / "bad-export.csv"
         bad_file.parent.mkdir(parents=True, exist_ok=True)
         frame = read_csv(self.rollout.DATA_PATH)
         frame[target.name] = (frame[target.name] * factor).clip(upper=target.maximum)
         frame.to_csv(bad_file, index=False)
         self.say(f"a bad export: every {target.label.lower()} ×{factor:g} ({bad_file})")
-        result, run_url = self.train("on the bad export", {"data_path": str(bad_file),
+        result, run_url = self.train("on the bad export", {"data_path": self.stack.airflow_file(bad_file),
                                                            "families": "hist_gradient_boosting", "search_iterations": 0})
         bad = str(result["version"])
         set_champion(self.registry, bad, actor="demo", metrics={"holdout_rmse": self.holdout_rmse(bad)},
@@ -483,9 +485,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=Config.decision_timeout,
                         help="seconds to wait for the promotion, and again for the rollback")
     parser.add_argument("--restore", action="store_true", help="put the aliases back as they were before the demo")
+    parser.add_argument("--mode", choices=("native", "compose"), default="native",
+                        help="the stack to run it on: `make up` (native) or `make compose-up` (compose)")
     args = parser.parse_args(argv)
     config = Config(rate=args.rate, decision_timeout=args.timeout, restore=args.restore)
-    return Demo(config).run()
+    return Demo(config, mode=args.mode).run()
 
 
 if __name__ == "__main__":

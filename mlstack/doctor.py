@@ -409,8 +409,8 @@ class Doctor:
                     f"started with ({served}): put back the old value, or restart the stack so that the server "
                     "takes the keys in .env: make down && make up")
         return (f"set {' and '.join(wrong)} in {self.env_file.name} to the keys of the S3 server at "
-                f"{s.S3_ENDPOINT_URL} (Compose: MinIO's root user is S3_ACCESS_KEY_ID; after changing them, "
-                "docker compose up -d --force-recreate minio mlflow)")
+                f"{s.S3_ENDPOINT_URL} (Compose: after changing them, "
+                "docker compose up -d --force-recreate s3 mlflow)")
 
     def _without_settings(self, check: str) -> bool:
         """True (and a skip noted) when the checks of services cannot run: no valid .env or no venv."""

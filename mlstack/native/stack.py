@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from typing import ClassVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,16 +25,15 @@ import jinja2
 from rich.console import Console
 from rich.table import Table
 
+from mlstack.deployment import Deployment, StackError, fault_json
 from mlstack.settings import BackendSettings, StackSettings, env_file, load, process_env
+
+__all__ = ["Program", "Stack", "StackError"]
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TEMPLATE = Path(__file__).with_name("supervisord.conf.j2")
 NGINX = "/usr/sbin/nginx"
-
-
-class StackError(RuntimeError):
-    """A service did not come up (or down); the message says which and where its log is."""
 
 
 @dataclass
@@ -61,9 +61,10 @@ class Program:
 
 
 @dataclass
-class Stack:
+class Stack(Deployment):
     """The native stack described by one StackSettings."""
 
+    mode: ClassVar[str] = "native"
     settings: StackSettings
     console: Console = field(default_factory=Console)
     env_path: Path | None = None  # the dotenv file `set_ab_weight` updates (default: settings.env_file())
@@ -87,18 +88,15 @@ class Stack:
         s3_env = {"S3_ENDPOINT_URL": s.S3_ENDPOINT_URL, "S3_BUCKET": s.S3_BUCKET, "S3_REGION": s.S3_REGION,
                   "S3_ACCESS_KEY_ID": s.S3_ACCESS_KEY_ID.get_secret_value(),
                   "S3_SECRET_ACCESS_KEY": s.S3_SECRET_ACCESS_KEY.get_secret_value()}
-        weed = " ".join([
-            f"{BIN}/weed server -dir={self.path('s3')} -ip=127.0.0.1 -ip.bind={s.BIND_ADDRESS}",
-            f"-master.port={s.SEAWEEDFS_MASTER_PORT} -master.port.grpc={s.SEAWEEDFS_MASTER_PORT + 10000}",
-            f"-volume.port={s.SEAWEEDFS_VOLUME_PORT} -volume.port.grpc={s.SEAWEEDFS_VOLUME_PORT + 10000}",
-            f"-filer.port={s.SEAWEEDFS_FILER_PORT} -filer.port.grpc={s.SEAWEEDFS_FILER_PORT + 10000}",
-            f"-s3 -s3.port={s.S3_PORT} -s3.port.grpc={s.S3_PORT + 10000} -s3.port.iceberg=0 -s3.port.lance=0",
-            f"-s3.config={self.path('seaweedfs', 's3.json')}",
-            "-master.volumeSizeLimitMB=1024 -master.electionTimeout=1s -volume.max=0 -metricsPort=0",
-        ])
         return [
             Program("s3", "S3 (SeaweedFS)", s.S3_ENDPOINT_URL, f"artifact store, bucket s3://{s.S3_BUCKET}",
-                    weed, base, self._s3_health, startsecs=2, stopwaitsecs=5),
+                    f"sh {ROOT / 's3' / 'start.sh'}",
+                    {**base, **s3_env, "WEED_BIN": str(BIN / "weed"), "S3_BIND": s.BIND_ADDRESS, "S3_PORT": str(s.S3_PORT),
+                     "S3_DATA_DIR": str(self.path("s3")), "S3_CONFIG_DIR": str(self.path("seaweedfs")),
+                     "SEAWEEDFS_MASTER_PORT": str(s.SEAWEEDFS_MASTER_PORT),
+                     "SEAWEEDFS_VOLUME_PORT": str(s.SEAWEEDFS_VOLUME_PORT),
+                     "SEAWEEDFS_FILER_PORT": str(s.SEAWEEDFS_FILER_PORT)},
+                    self._s3_health, startsecs=2, stopwaitsecs=5),
             *(self._slot(slot, port) for slot, port in (("A", s.BACKEND_A_PORT), ("B", s.BACKEND_B_PORT))),
             self._frontend(),
             Program("nginx", "Web (nginx)", self._web_url(),
@@ -324,23 +322,32 @@ class Stack:
                 f"# written by mlstack.native ({name}); Compose's are in prometheus/targets/compose/\n"
                 + json.dumps(groups, indent=2) + "\n")
 
-    def wait_serving(self, slot: str, version: str, timeout: float = 30) -> None:
-        """Wait until slot A or B answers /model-info with `version` (a slot polls its alias every few seconds)."""
-        url = self._slot_urls()[f"SLOT_{slot}_URL"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/model-info", timeout=5) as resp:
-                    if (json.loads(resp.read()).get("model") or {}).get("version") == version:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise StackError(f"slot {slot} did not serve v{version} within {timeout:.0f}s")
-
     def fault_file(self, slot: str) -> Path:
         """The file that puts a slot into a fault mode (see mlstack.serving.faults)."""
         return self.path("faults", f"slot-{slot.lower()}.json")
+
+    def set_fault(self, slot: str, **fault: float) -> None:
+        path, text = self.fault_file(slot), fault_json(**fault)
+        if text is None:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)  # whole or not at all: the workers may read it at any moment
+
+    def restart(self, service: str) -> None:
+        result = self.ctl("restart", service, check=False)
+        if "ERROR" in result.stdout + result.stderr:
+            raise StackError(f"supervisorctl restart {service}: {(result.stdout + result.stderr).strip()}")
+
+    def airflow_file(self, path: Path) -> str:
+        return str(Path(path).absolute())  # the tasks run on this machine
+
+    def client_env(self) -> dict[str, str]:
+        return {"MLSTACK_ENV_FILE": str(self.env_path or env_file() or ""), "MLSTACK_VAR_DIR": str(self.var),
+                "MLFLOW_TRACKING_URI": self.settings.tracking_uri, "APP_DATABASE_URL": self.settings.APP_DATABASE_URL,
+                "PUSHGATEWAY_URL": self.settings.pushgateway_url}
 
     def _frontend(self) -> Program:
         """The web frontend: it reads .env itself; addresses of the API and the slots are passed here."""
@@ -367,14 +374,9 @@ class Stack:
     # -- supervisord ----------------------------------------------------------------------------
 
     def render(self) -> None:
-        """Write the supervisord config and the S3 identities (both 0600: they hold secrets)."""
+        """Write the supervisord config (0600: it holds secrets); s3/start.sh writes the S3 identities."""
         for sub in ("run", "log", "db", "s3", "seaweedfs", "home", "nginx/conf", "nginx/run", "nginx/logs"):
             self.path(sub).mkdir(parents=True, exist_ok=True)
-        s = self.settings
-        identities = {"identities": [{"name": "mlstack", "credentials": [
-            {"accessKey": s.S3_ACCESS_KEY_ID.get_secret_value(), "secretKey": s.S3_SECRET_ACCESS_KEY.get_secret_value()}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
-        _write_private(self.path("seaweedfs", "s3.json"), json.dumps(identities, indent=2))
         template = jinja2.Template(TEMPLATE.read_text(), undefined=jinja2.StrictUndefined)
         text = template.render(var=self.var, root=ROOT, instance=hashlib.sha256(str(self.var).encode()).hexdigest()[:8],
                                programs=[{"name": p.name, "command": p.command, "directory": p.directory,
@@ -388,7 +390,8 @@ class Stack:
 
     def nginx_env(self, weight: int, runtime_dir: Path | None = None) -> dict[str, str]:
         s = self.settings
-        env = {k: v for k, v in process_env().items() if k.startswith("NGINX_")}
+        env = {name: str(getattr(s, name)) for name in ("NGINX_RATE_LIMIT", "NGINX_RATE_BURST", "NGINX_FEEDBACK_RATE_LIMIT",
+                                                         "NGINX_FEEDBACK_RATE_BURST", "NGINX_MAX_BODY", "NGINX_WORKERS")}
         return {"PATH": process_env().get("PATH", "/usr/bin:/bin"), **env, "AB_WEIGHT_B": str(weight),
                 "NGINX_LISTEN": f"{s.BIND_ADDRESS}:{s.WEB_PORT}",
                 "NGINX_STATUS_LISTEN": f"127.0.0.1:{s.NGINX_STATUS_PORT}",
@@ -404,28 +407,6 @@ class Stack:
                                 env=self.nginx_env(weight, runtime_dir), capture_output=True, text=True)
         if result.returncode != 0:
             raise StackError(f"nginx config not rendered: {result.stderr.strip()}")
-
-    def _wait_for_split(self, weight: int, timeout: float = 15.0, settle: float = 0.5) -> None:
-        """Wait until every answer carries the new weight for `settle` seconds.
-
-        A reload is asynchronous: for a moment old workers still accept connections next to the
-        new ones, so one new answer is not enough — the old workers must be gone.
-        """
-        url = f"{self._web_url()}/api/split"
-        deadline = time.monotonic() + timeout
-        since: float | None = None
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    current = json.loads(resp.read()).get("weight_b") == weight
-            except OSError:
-                current = False
-            now = time.monotonic()
-            since = (since or now) if current else None
-            if since is not None and now - since >= settle:
-                return
-            time.sleep(0.02)
-        raise StackError(f"nginx did not settle on the new weight within {timeout:.0f}s")
 
     def _nginx_args(self, conf_dir: Path) -> list[str]:
         """Return nginx's prefix, error log and config arguments (start, -t and -s reload must agree)."""

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create one database and one login user each for MLflow, the app and Airflow.
-# Run by the postgres image on first start (docker-entrypoint-initdb.d); idempotent, so it can
+# Create one database and one login user each for MLflow (and its users' store), the app and Airflow.
+# Run by postgres/start.sh on the cluster's first start; idempotent, so it can
 # also be run by hand against an existing server: PGHOST=... POSTGRES_USER=... ./01-create-databases.sh
 set -euo pipefail
 
@@ -17,5 +17,6 @@ SQL
 }
 
 create "${MLFLOW_DB_NAME:-mlflow}" "${MLFLOW_DB_USER:-mlflow}" "${MLFLOW_DB_PASSWORD:?set MLFLOW_DB_PASSWORD}"
+create "${MLFLOW_AUTH_DB_NAME:-mlflow_auth}" "${MLFLOW_DB_USER:-mlflow}" "${MLFLOW_DB_PASSWORD:?set MLFLOW_DB_PASSWORD}"
 create "${APP_DB_NAME:-app}" "${APP_DB_USER:-app}" "${APP_DB_PASSWORD:?set APP_DB_PASSWORD}"
 create "${AIRFLOW_DB_NAME:-airflow}" "${AIRFLOW_DB_USER:-airflow}" "${AIRFLOW_DB_PASSWORD:?set AIRFLOW_DB_PASSWORD}"

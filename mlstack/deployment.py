@@ -1,0 +1,138 @@
+"""One interface to a running stack, native (supervisord) or Docker Compose.
+
+The end-to-end scenarios, the demo and the benchmarks drive the stack through it, so that one
+copy of each runs against both modes. Each mode says how to start, stop, restart and inspect its
+services; what a client on the host sees is the same in both, because every URL comes from the
+port settings in .env (Compose publishes each service on the port native mode listens on).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mlstack.settings import StackSettings
+
+MODES = ("native", "compose")
+
+
+class StackError(RuntimeError):
+    """A service did not come up (or down); the message says which and where its log is."""
+
+
+class Deployment:
+    """What every mode offers. Subclasses set `settings` and implement the per-mode methods."""
+
+    mode: ClassVar[str]
+    settings: StackSettings
+
+    # -- the same in both modes: URLs on the host ------------------------------------------------
+
+    def _web_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.WEB_PORT}"
+
+    def _slot_urls(self) -> dict[str, str]:
+        """Where each slot answers on the host (its /ready, /model-info)."""
+        s = self.settings
+        return {"SLOT_A_URL": f"http://127.0.0.1:{s.BACKEND_A_PORT}",
+                "SLOT_B_URL": f"http://127.0.0.1:{s.BACKEND_B_PORT}"}
+
+    @property
+    def slack_sink_url(self) -> str | None:
+        """The local Slack sink's page, when no real webhook is set."""
+        s = self.settings
+        return f"http://127.0.0.1:{s.SLACK_SINK_PORT}" if s.slack_sink_enabled else None
+
+    def wait_serving(self, slot: str, version: str, timeout: float = 30) -> None:
+        """Wait until slot A or B answers /model-info with `version` (a slot polls its alias every few seconds)."""
+        url = self._slot_urls()[f"SLOT_{slot}_URL"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/model-info", timeout=5) as resp:
+                    if (json.loads(resp.read()).get("model") or {}).get("version") == version:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise StackError(f"slot {slot} did not serve v{version} within {timeout:.0f}s")
+
+    def _wait_for_split(self, weight: int, timeout: float = 15.0, settle: float = 0.5) -> None:
+        """Wait until every answer carries the new weight for `settle` seconds.
+
+        A reload is asynchronous: for a moment old workers still accept connections next to the
+        new ones, so one new answer is not enough — the old workers must be gone.
+        """
+        url = f"{self._web_url()}/api/split"
+        deadline = time.monotonic() + timeout
+        since: float | None = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    current = json.loads(resp.read()).get("weight_b") == weight
+            except OSError:
+                current = False
+            now = time.monotonic()
+            since = (since or now) if current else None
+            if since is not None and now - since >= settle:
+                return
+            time.sleep(0.02)
+        raise StackError(f"nginx did not settle on the new weight within {timeout:.0f}s")
+
+    # -- per mode ---------------------------------------------------------------------------------
+
+    def up(self) -> None:
+        raise NotImplementedError
+
+    def down(self) -> None:
+        raise NotImplementedError
+
+    def health(self) -> dict[str, str]:
+        """Return each service's health: 'healthy' or what is wrong."""
+        raise NotImplementedError
+
+    def set_ab_weight(self, weight: int) -> None:
+        """Send `weight`% of users to slot B (nginx reloads gracefully) and remember it in .env."""
+        raise NotImplementedError
+
+    def set_fault(self, slot: str, **fault: float) -> None:
+        """Put a slot into a fault mode (error_rate, latency_ms, bias; mlstack.serving.faults); none clears it."""
+        raise NotImplementedError
+
+    def restart(self, service: str) -> None:
+        """Restart one service the way an operator would (gracefully), and return once it is running again."""
+        raise NotImplementedError
+
+    def client_env(self) -> dict[str, str]:
+        """The environment a command on the host needs to reach this stack (python -m mlstack ...)."""
+        raise NotImplementedError
+
+    def airflow_file(self, path: Path) -> str:
+        """Make a file on this machine readable by Airflow's tasks; return the path they see it at."""
+        raise NotImplementedError
+
+
+def fault_json(**fault: float) -> str | None:
+    """The fault file's text for these settings, or None when no fault is set (the file is removed)."""
+    active = {k: float(v) for k, v in fault.items() if v}
+    return json.dumps(active) if active else None
+
+
+def open_deployment(mode: str, settings: StackSettings | None = None, console: Any = None,
+                    env_path: Path | None = None) -> Deployment:
+    """The stack of `mode` ("native" or "compose") described by .env (or `env_path`)."""
+    from mlstack.settings import load
+
+    settings = settings or load(StackSettings)
+    if mode == "native":
+        from mlstack.native.stack import Stack
+
+        return Stack(settings, **({"console": console} if console else {}), env_path=env_path)
+    if mode == "compose":
+        from mlstack.compose.stack import ComposeStack
+
+        return ComposeStack(settings, **({"console": console} if console else {}), env_path=env_path)
+    raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

@@ -1,0 +1,278 @@
+"""The loop, end to end, in both modes (native and Compose) through one interface (mlstack.deployment).
+
+One scenario, in order: a prediction and its feedback through nginx → a better challenger promoted
+by evaluate_ab run by the scheduler → a degraded champion rolled back by guard_champion → exactly
+one Slack message each in the stack's own Slack sink → a drift alert in the sink → the audit chain
+verifies → a slot restarted under traffic fails no request → `down` and `up` keep the registry,
+the audit trail and the predictions → a backup restores. The same tests run against each mode.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from mlstack.airflow_api import AirflowApi
+from mlstack.contracts import get_contract
+from mlstack.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from mlstack.simulator import Simulator, drifted, holdout_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+TASKS = {"evaluate_ab": "evaluate", "guard_champion": "guard"}
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def run_cli(stack, *args: str, extra: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m mlstack ...` on the host, reaching the stack as a user's shell would."""
+    import os
+
+    env = {**os.environ, **stack.client_env(), **(extra or {})}
+    return subprocess.run([sys.executable, "-m", "mlstack", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def registry(stack):
+    from mlflow.tracking import MlflowClient
+
+    from mlstack.db.engine import create_engine
+    from mlstack.db.events import EventStore
+    from mlstack.registry.aliases import Registry
+
+    env = stack.client_env()
+    return Registry(MlflowClient(env["MLFLOW_TRACKING_URI"]), "house-price", EventStore(create_engine(env["APP_DATABASE_URL"])))
+
+
+def sink_messages(stack) -> list[dict]:
+    with urllib.request.urlopen(f"{stack.slack_sink_url}/messages.json", timeout=10) as resp:
+        return [m["view"] for m in json.loads(resp.read())]
+
+
+def post(stack, path: str, body: dict, user: str) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{stack._web_url()}{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "X-User-Id": user})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def count(url: str, sql: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(sql)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def contract():
+    return get_contract("california_housing")
+
+
+@pytest.fixture(scope="module")
+def rows(contract):
+    return holdout_rows(ROOT / "data" / "housing.csv", contract)
+
+
+@pytest.fixture(scope="module")
+def api(deployment):
+    return AirflowApi.from_stack(deployment.settings)
+
+
+def act_through_airflow(stack, api, rows, contract, dag_id: str, decided, *, seconds: float, rate: float) -> None:
+    """Unpause `dag_id` under simulated traffic until `decided()`; manual runs between the scheduled ones."""
+    sim = Simulator(stack.settings.WEB_PORT, rows, contract, rate=rate, threads=6, feedback_delay=0.5)
+    runner = threading.Thread(target=sim.run, args=(seconds,), daemon=True)
+    api.wait_parsed(dag_id)
+    api.set_paused(dag_id, False)
+    try:
+        runner.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not decided():
+            time.sleep(2)
+            run = api.run(dag_id)
+            assert run["state"] == "success", run
+    finally:
+        api.set_paused(dag_id, True)
+        sim.stop()
+        runner.join(timeout=30)
+    print(f"[{stack.mode}] {dag_id}: {sim.report.as_dict()}")
+
+
+def one_message(stack, words: str, before: int) -> dict:
+    time.sleep(2)
+    new = [m for m in sink_messages(stack)[before:] if m["source"] == "mlstack"]
+    assert len(new) == 1 and words in (new[0]["title"] + new[0]["body"]).lower(), new
+    return new[0]
+
+
+# -- the scenario ----------------------------------------------------------------------------------
+
+def test_every_service_is_healthy(deployment):
+    health = deployment.health()
+    assert health and all(state in ("healthy", "completed") for state in health.values()), health
+
+
+def test_a_prediction_and_its_feedback_through_nginx(deployment, contract):
+    status, body = post(deployment, "/api/predict", contract.example(), "e2e-user-1")
+    assert status == 200 and body["variant"] == "A" and body["model"]["alias"] == CHAMPION, body
+    status, answer = post(deployment, "/api/feedback", {"prediction_id": body["prediction_id"], "actual": 250_000.0},
+                          "e2e-user-1")
+    assert status == 202, answer
+
+
+def test_a_tick_before_any_model_holds_quietly(deployment):
+    """The minute DAGs' task with no champion registered (a model name nothing registered): HOLD, no failure."""
+    code = "import json; from mlstack.rollout.actions import dag_tick; print(json.dumps(dag_tick('guard_champion')))"
+    import os
+
+    env = {**os.environ, **deployment.client_env(), "MODEL_NAME": "no-model-yet", "PUSHGATEWAY_URL": ""}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    tick = json.loads(result.stdout.strip().splitlines()[-1])
+    assert tick == {"action": "HOLD", "reason": "no model yet", "champion": None}
+
+
+def test_a_better_challenger_is_promoted_by_evaluate_ab(deployment, api, rows, contract):
+    reg = registry(deployment)
+    old = reg.alias_version(CHAMPION)
+    trained = run_cli(deployment, "train", "--json", "--quiet",
+                      extra={"TRAIN_FAMILIES": "hist_gradient_boosting", "SEARCH_ITERATIONS": "0"})
+    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]
+    result = json.loads(trained.stdout.strip().splitlines()[-1])
+    better = str(result["version"])
+    assert reg.alias_version(CHALLENGER) == better, result
+    deployment.set_ab_weight(50)
+    deployment.wait_serving("B", better, timeout=60)
+    before = len(sink_messages(deployment))
+    act_through_airflow(deployment, api, rows, contract, "evaluate_ab",
+                        lambda: reg.alias_version(CHAMPION) == better, seconds=240, rate=100)
+    assert reg.aliases() == {CHAMPION: better, PREVIOUS_CHAMPION: old}
+    events = [e for e in reg.events.recent(reg.model_name, limit=500, actions=("judge_ab",))
+              if e["details"]["decision"]["action"] == "PROMOTE"]
+    assert len(events) == 1 and events[0]["actor"] == "airflow:evaluate_ab", [(e["id"], e["actor"]) for e in events]
+    one_message(deployment, "promoted", before)
+
+
+def test_a_degraded_champion_is_rolled_back_by_guard_champion(deployment, api, rows, contract):
+    reg = registry(deployment)
+    champion, previous = reg.alias_version(CHAMPION), reg.alias_version(PREVIOUS_CHAMPION)
+    assert previous is not None, "runs after the promotion"
+    deployment.wait_serving("A", champion, timeout=60)
+    before = len(sink_messages(deployment))
+    deployment.set_fault("A", bias=80_000.0)
+    try:
+        act_through_airflow(deployment, api, rows, contract, "guard_champion",
+                            lambda: reg.alias_version(CHAMPION) != champion, seconds=180, rate=80)
+    finally:
+        deployment.set_fault("A")
+        deployment.set_ab_weight(10)
+    assert reg.aliases() == {CHAMPION: previous}
+    events = [e for e in reg.events.recent(reg.model_name, limit=500, actions=("judge_guard",))
+              if e["details"]["decision"]["action"] == "ROLLBACK"]
+    assert len(events) == 1 and events[0]["actor"] == "airflow:guard_champion"
+    one_message(deployment, "rolled back", before)
+
+
+def test_drift_reaches_the_slack_sink_as_an_alert(deployment, api, contract):
+    rows = drifted(holdout_rows(ROOT / "data" / "housing.csv", contract), contract)
+    report = Simulator(deployment.settings.WEB_PORT, rows, contract, rate=150, threads=8, feedback_delay=0.3).run(40)
+    assert report.answered.get(200, 0) >= 4000, report.as_dict()
+    api.wait_parsed("monitor_drift")
+    api.set_paused("monitor_drift", False)  # Airflow runs nothing of a paused DAG, a triggered run included
+    try:
+        run = api.run("monitor_drift", timeout=300)
+    finally:
+        api.set_paused("monitor_drift", True)
+    assert run["state"] == "success", run
+    assert api.xcom("monitor_drift", run["dag_run_id"], "check")["drifted"] is True
+    ended, alert = time.monotonic(), None
+    while alert is None and time.monotonic() - ended < 120:
+        alert = next((m for m in sink_messages(deployment) if m["source"] == "alertmanager"
+                      and m["title"].startswith("[FIRING") and "Input drift" in m["title"]), None)
+        time.sleep(2)
+    assert alert is not None, [m["title"] for m in sink_messages(deployment)]
+    print(f"[{deployment.mode}] drift alert in the sink {time.monotonic() - ended:.0f} s after monitor_drift ended")
+
+
+def test_the_audit_chain_verifies(deployment):
+    result = run_cli(deployment, "audit", "verify")
+    assert result.returncode == 0 and "audit chain verified" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_slot_restarted_under_traffic_fails_no_request(deployment, rows, contract):
+    sim = Simulator(deployment.settings.WEB_PORT, rows, contract, rate=40, threads=4, feedback_delay=0.5)
+    runner = threading.Thread(target=sim.run, args=(120,), daemon=True)
+    runner.start()
+    try:
+        time.sleep(3)
+        started = time.monotonic()
+        deployment.restart("backend-b")
+        took = time.monotonic() - started
+        time.sleep(3)
+    finally:
+        sim.stop()
+        runner.join(timeout=30)
+    report = sim.report
+    print(f"[{deployment.mode}] backend-b restarted in {took:.0f} s under traffic: {report.as_dict()}")
+    assert report.sent > 100 and report.answered.get(200, 0) == report.sent, report.as_dict()
+    assert report.feedback_failed == 0, report.as_dict()
+
+
+def test_pushgateway_keeps_its_metrics_across_a_restart(deployment):
+    """Its store persists (natively a file under var/, in Compose a named volume its user can write)."""
+    url = f"http://127.0.0.1:{deployment.settings.PUSHGATEWAY_PORT}"
+    body = b"# TYPE mlstack_e2e_marker gauge\nmlstack_e2e_marker 42\n"
+    urllib.request.urlopen(urllib.request.Request(f"{url}/metrics/job/e2e", data=body, method="PUT"), timeout=10)
+    time.sleep(32)  # --persistence.interval=30s
+    deployment.restart("pushgateway")
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+        assert "mlstack_e2e_marker" in resp.read().decode()
+
+
+def test_down_and_up_keep_registry_audit_and_predictions(deployment):
+    reg = registry(deployment)
+    app = deployment.client_env()["APP_DATABASE_URL"]
+    aliases, versions = reg.aliases(), len(reg.client.search_model_versions("name='house-price'"))
+    events = count(app, "SELECT count(*) FROM model_events")
+    predictions = count(app, "SELECT count(*) FROM predictions")
+    assert predictions > 0 and events > 0
+    deployment.down()
+    deployment.up()
+    reg = registry(deployment)
+    assert reg.aliases() == aliases
+    assert len(reg.client.search_model_versions("name='house-price'")) == versions
+    assert count(app, "SELECT count(*) FROM model_events") >= events  # guard ticks may add, nothing is lost
+    assert count(app, "SELECT count(*) FROM predictions") >= predictions
+    assert reg.events.verify().ok
+
+
+def test_a_backup_restores_into_fresh_databases_and_a_fresh_bucket(deployment, scratch_database, tmp_path):
+    result = run_cli(deployment, "backup", "create", str(tmp_path / "backup"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = json.loads((tmp_path / "backup" / "manifest.json").read_text())
+    assert manifest["bucket"]["objects"] > 0 and {"mlflow", "app"} <= set(manifest["databases"])
+    from mlstack.backup import restore
+    from mlstack.settings import StackSettings, load
+
+    settings = load(StackSettings).model_copy(update={k: v for k, v in deployment.client_env().items()
+                                                      if k in StackSettings.model_fields})
+    app, mlflow_db = scratch_database("restored_app"), scratch_database("restored_mlflow")
+    done = restore(settings, tmp_path / "backup", databases=("app", "mlflow"),
+                   overrides={"app": app, "mlflow": mlflow_db}, bucket_name="restored-bucket")
+    assert done["databases"] == ["mlflow", "app"] and done["bucket"]["objects"] == manifest["bucket"]["objects"]
+    env = deployment.client_env()
+    assert count(mlflow_db, "SELECT count(*) FROM model_versions") == \
+        count(env["MLFLOW_DATABASE_URL"], "SELECT count(*) FROM model_versions") > 0
+    assert count(app, "SELECT count(*) FROM model_events") > 0
