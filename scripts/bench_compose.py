@@ -29,29 +29,14 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+from bench_stack import first_prediction  # noqa: E402
 
 MB = 1000 ** 2
-
-
-def first_prediction(port: int, body: bytes, started: float, stop: threading.Event, out: dict) -> None:
-    """Poll /api/predict through nginx; record seconds from `started` to the first 200."""
-    while not stop.is_set():
-        try:
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/predict", data=body,
-                                         headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=2) as resp:
-                if resp.status == 200:
-                    out["first_prediction"] = time.monotonic() - started
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
 
 
 def image_id(name: str) -> str:

@@ -2,6 +2,11 @@
 
 from mlstack.settings import BackendSettings, load
 
+# The app's modules are imported here, in the master, before it binds the port: the workers of a
+# restarted slot start within a second or two (the model from its cache) instead of importing for
+# many, while connections nginx handed to the new socket wait (issue: a restart under traffic).
+import mlstack.serving.app  # noqa: E402,F401
+
 _settings = load(BackendSettings)
 
 bind = f"{_settings.BACKEND_BIND}:{_settings.BACKEND_PORT}"

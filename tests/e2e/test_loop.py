@@ -24,9 +24,9 @@ from mlstack.airflow_api import AirflowApi
 from mlstack.contracts import get_contract
 from mlstack.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 from mlstack.simulator import Simulator, drifted, holdout_rows
+from tests.scenario import act_through_airflow
 
 ROOT = Path(__file__).resolve().parents[2]
-TASKS = {"evaluate_ab": "evaluate", "guard_champion": "guard"}
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -90,26 +90,6 @@ def api(deployment):
     return AirflowApi.from_stack(deployment.settings)
 
 
-def act_through_airflow(stack, api, rows, contract, dag_id: str, decided, *, seconds: float, rate: float) -> None:
-    """Unpause `dag_id` under simulated traffic until `decided()`; manual runs between the scheduled ones."""
-    sim = Simulator(stack.settings.WEB_PORT, rows, contract, rate=rate, threads=6, feedback_delay=0.5)
-    runner = threading.Thread(target=sim.run, args=(seconds,), daemon=True)
-    api.wait_parsed(dag_id)
-    api.set_paused(dag_id, False)
-    try:
-        runner.start()
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not decided():
-            time.sleep(2)
-            run = api.run(dag_id)
-            assert run["state"] == "success", run
-    finally:
-        api.set_paused(dag_id, True)
-        sim.stop()
-        runner.join(timeout=30)
-    print(f"[{stack.mode}] {dag_id}: {sim.report.as_dict()}")
-
-
 def one_message(stack, words: str, before: int) -> dict:
     time.sleep(2)
     new = [m for m in sink_messages(stack)[before:] if m["source"] == "mlstack"]
@@ -122,6 +102,78 @@ def one_message(stack, words: str, before: int) -> dict:
 def test_every_service_is_healthy(deployment):
     health = deployment.health()
     assert health and all(state in ("healthy", "completed") for state in health.values()), health
+    if deployment.mode == "compose" and "grafana" not in health:  # its image could not be pulled here
+        assert "could not be pulled" in deployment.console.export_text(clear=False)
+
+
+def test_health_checks_are_cheap(deployment):
+    """Each Compose health check is one HTTP request: none of the last five took a second."""
+    if deployment.mode == "native":
+        pytest.skip("native mode's supervisor checks health from one process, without per-check processes")
+    ids = deployment.compose("ps", "--quiet").stdout.split()
+    slow = {}
+    for state in json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True,
+                                           check=True).stdout):
+        from datetime import datetime
+
+        for entry in (state["State"].get("Health") or {}).get("Log", []):
+            took = (datetime.fromisoformat(entry["End"][:26] + "+00:00")
+                    - datetime.fromisoformat(entry["Start"][:26] + "+00:00")).total_seconds()
+            if took > 1.0:
+                slow[state["Name"]] = took
+    assert not slow, slow
+
+
+def test_compose_runs_the_versions_native_mode_tests(deployment):
+    """PostgreSQL, nginx, Prometheus, Alertmanager, the Pushgateway and the exporters: Debian's, as natively."""
+    if deployment.mode == "native":
+        pytest.skip("compares the Compose images with this machine's binaries")
+    probes = {"prometheus": ["prometheus", "--version"], "alertmanager": ["prometheus-alertmanager", "--version"],
+              "pushgateway": ["prometheus-pushgateway", "--version"],
+              "blackbox-exporter": ["prometheus-blackbox-exporter", "--version"],
+              "nginx": ["nginx", "-v"], "postgres": ["postgres", "--version"]}
+    import re
+
+    for service, cmd in probes.items():
+        inside = deployment.compose("exec", "-T", service, *cmd, check=False)
+        binary = cmd[0] if service != "postgres" else "/usr/lib/postgresql/15/bin/postgres"
+        here = subprocess.run([f"/usr/{'sbin' if service == 'nginx' else 'bin'}/{binary}" if "/" not in binary
+                               else binary, *cmd[1:]], capture_output=True, text=True)
+        # the release native mode tests: major.minor (PostgreSQL: the major; its minor is Debian's security update)
+        digits = 1 if service == "postgres" else 2
+        version = lambda text: re.search(r"\d+(\.\d+)*", text).group(0).split(".")[:digits]  # noqa: E731
+        assert version(inside.stdout + inside.stderr) == version(here.stdout + here.stderr), \
+            (service, inside.stdout + inside.stderr, here.stdout + here.stderr)
+
+
+def imported_modules() -> list[str]:
+    """Every module the package and the DAGs import, at a file's top or inside a function (lazily)."""
+    import ast
+
+    names: set[str] = set()
+    for path in [*(ROOT / "mlstack").rglob("*.py"), *(ROOT / "airflow" / "dags").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module)
+    return sorted(n for n in names if n != "__future__")
+
+
+def test_everything_the_package_imports_imports_where_its_services_run(deployment):
+    """A module imported only inside a task (prometheus_client by guard_champion, Evidently by monitor_drift)
+    fails at run time, not at start: import every one where the services run (the venv, the Python image)."""
+    code = ("import importlib, json, sys\nfailed = {}\nfor name in sys.argv[1:]:\n    try:\n"
+            "        importlib.import_module(name)\n    except Exception as exc:\n"
+            "        failed[name] = f'{type(exc).__name__}: {exc}'\nprint(json.dumps(failed))")
+    modules = imported_modules()
+    assert {"prometheus_client", "evidently", "airflow.sdk"} <= set(modules)
+    if deployment.mode == "compose":
+        result = deployment.compose("exec", "-T", "airflow-scheduler", "python", "-c", code, *modules, check=False)
+    else:
+        result = subprocess.run([sys.executable, "-c", code, *modules], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {}
 
 
 def test_a_prediction_and_its_feedback_through_nginx(deployment, contract):
@@ -156,7 +208,7 @@ def test_a_better_challenger_is_promoted_by_evaluate_ab(deployment, api, rows, c
     deployment.set_ab_weight(50)
     deployment.wait_serving("B", better, timeout=60)
     before = len(sink_messages(deployment))
-    act_through_airflow(deployment, api, rows, contract, "evaluate_ab",
+    act_through_airflow(api, deployment, rows, contract, "evaluate_ab",
                         lambda: reg.alias_version(CHAMPION) == better, seconds=240, rate=100)
     assert reg.aliases() == {CHAMPION: better, PREVIOUS_CHAMPION: old}
     events = [e for e in reg.events.recent(reg.model_name, limit=500, actions=("judge_ab",))
@@ -171,12 +223,11 @@ def test_a_degraded_champion_is_rolled_back_by_guard_champion(deployment, api, r
     assert previous is not None, "runs after the promotion"
     deployment.wait_serving("A", champion, timeout=60)
     before = len(sink_messages(deployment))
-    deployment.set_fault("A", bias=80_000.0)
     try:
-        act_through_airflow(deployment, api, rows, contract, "guard_champion",
-                            lambda: reg.alias_version(CHAMPION) != champion, seconds=180, rate=80)
+        act_through_airflow(api, deployment, rows, contract, "guard_champion",
+                            lambda: reg.alias_version(CHAMPION) != champion, seconds=180, rate=80,
+                            fault=("A", {"bias": 80_000.0}))
     finally:
-        deployment.set_fault("A")
         deployment.set_ab_weight(10)
     assert reg.aliases() == {CHAMPION: previous}
     events = [e for e in reg.events.recent(reg.model_name, limit=500, actions=("judge_guard",))
@@ -272,7 +323,6 @@ def test_a_backup_restores_into_fresh_databases_and_a_fresh_bucket(deployment, s
     done = restore(settings, tmp_path / "backup", databases=("app", "mlflow"),
                    overrides={"app": app, "mlflow": mlflow_db}, bucket_name="restored-bucket")
     assert done["databases"] == ["mlflow", "app"] and done["bucket"]["objects"] == manifest["bucket"]["objects"]
-    env = deployment.client_env()
     assert count(mlflow_db, "SELECT count(*) FROM model_versions") == \
-        count(env["MLFLOW_DATABASE_URL"], "SELECT count(*) FROM model_versions") > 0
+        count(settings.MLFLOW_DATABASE_URL, "SELECT count(*) FROM model_versions") > 0
     assert count(app, "SELECT count(*) FROM model_events") > 0

@@ -21,11 +21,11 @@ from mlstack.serving.faults import write_fault
 from mlstack.settings import TrainingSettings
 from mlstack.simulator import Simulator, holdout_rows
 from tests.integration.helpers import registry, tiny_version, versions
+from tests.scenario import act_through_airflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-TASKS = {"evaluate_ab": "evaluate", "guard_champion": "guard"}  # each rollout DAG's one task
 DAGS = {"ab": "evaluate_ab", "guard": "guard_champion"}  # which DAG makes each kind of decision
 
 pytestmark = pytest.mark.usefixtures("registry_restored")
@@ -64,38 +64,11 @@ def rows(stack, contract):
     return holdout_rows(s.DATA_PATH, contract, s.SPLIT_SEED, s.HOLDOUT_FRACTION)
 
 
-def _act_through_airflow(api, native, reg, sink, rows, contract, dag_id: str, decided, *, seconds: float,
-                         rate: float, fault: tuple[str, dict] | None = None) -> int:
-    """Unpause `dag_id` under simulated traffic (a slot in `fault` mode, if given) until `decided()`, then
-    pause it and clear the fault; return the last audit event id before, for `_one_decision_and_message`.
-
-    Unpaused, the scheduler runs the DAG every minute; manual runs are triggered in between so
-    the test does not wait for the minute. Whichever run has the evidence first acts.
-    """
+def _act_through_airflow(api, native, reg, sink, rows, contract, dag_id: str, decided, **kwargs) -> int:
+    """act_through_airflow; return the last audit event id before, for `_one_decision_and_message`."""
     since = _last_event_id(reg)
     sink.take()
-    sim = Simulator(native.settings.WEB_PORT, rows, contract, rate=rate, threads=6, feedback_delay=0.5)
-    runner = threading.Thread(target=sim.run, args=(seconds,), daemon=True)
-    api.wait_parsed(dag_id)
-    if fault:
-        write_fault(native.fault_file(fault[0]), **fault[1])
-    api.set_paused(dag_id, False)
-    outcomes = []
-    try:
-        runner.start()
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not decided():
-            time.sleep(2)
-            run = api.run(dag_id)
-            assert run["state"] == "success", run
-            outcomes.append(api.xcom(dag_id, run["dag_run_id"], TASKS[dag_id]))
-    finally:
-        api.set_paused(dag_id, True)
-        if fault:
-            write_fault(native.fault_file(fault[0]))
-        sim.stop()
-        runner.join(timeout=30)
-    print(f"{dag_id} via Airflow (manual runs):", [o["action"] for o in outcomes], sim.report.as_dict())
+    act_through_airflow(api, native, rows, contract, dag_id, decided, **kwargs)
     return since
 
 
