@@ -121,6 +121,21 @@ def fault_json(**fault: float) -> str | None:
     return json.dumps(active) if active else None
 
 
+def set_env_value(path: Path, name: str, value: str) -> None:
+    """Set NAME=value in a dotenv file (replacing the line, or appending it)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    out, done = [], False
+    for line in lines:
+        if line.startswith(f"{name}="):
+            out.append(f"{name}={value}")
+            done = True
+        else:
+            out.append(line)
+    if not done:
+        out.append(f"{name}={value}")
+    path.write_text("\n".join(out) + "\n")
+
+
 def open_deployment(mode: str, settings: StackSettings | None = None, console: Any = None,
                     env_path: Path | None = None) -> Deployment:
     """The stack of `mode` ("native" or "compose") described by .env (or `env_path`)."""

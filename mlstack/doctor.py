@@ -244,7 +244,7 @@ class Doctor:
         free = shutil.disk_usage(probe).free
         detail = f"{free / GB:.1f} GB free at {probe}"
         if free < 1 * GB:
-            self.add("disk", FAIL, detail, f"free space on that disk, or set MLSTACK_VAR_DIR in .env to a bigger one")
+            self.add("disk", FAIL, detail, "free space on that disk, or set MLSTACK_VAR_DIR in .env to a bigger one")
         elif free < 5 * GB:
             self.add("disk", WARN, detail + " (models, the prediction spill and Prometheus grow)",
                      "keep at least 5 GB free; PREDICTION_SPILL_MAX_BYTES bounds the spill")

@@ -19,7 +19,7 @@ from typing import ClassVar
 from rich.console import Console
 from rich.table import Table
 
-from mlstack.deployment import Deployment, StackError, fault_json
+from mlstack.deployment import Deployment, StackError, fault_json, set_env_value
 from mlstack.settings import StackSettings, env_file, process_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,13 +187,11 @@ class ComposeStack(Deployment):
         raise StackError(f"{service} not healthy after {timeout:.0f}s: {self.health().get(service)}")
 
     def set_ab_weight(self, weight: int) -> None:
-        from mlstack.native.stack import _set_env_value
-
         if not 0 <= weight <= 100:
             raise StackError(f"AB_WEIGHT_B must be a whole number from 0 to 100, got {weight}")
         self.compose("exec", "-T", "nginx", "sh", "nginx/start.sh", "reload", str(weight))
         self._wait_for_split(weight)
-        _set_env_value(self.env_file, "AB_WEIGHT_B", str(weight))  # a recreated nginx starts with it
+        set_env_value(self.env_file, "AB_WEIGHT_B", str(weight))  # a recreated nginx starts with it
         self.settings.AB_WEIGHT_B = weight
         self.console.print(f"B share set to {weight}% (nginx reloaded; AB_WEIGHT_B={weight} saved)")
 

@@ -25,7 +25,7 @@ import jinja2
 from rich.console import Console
 from rich.table import Table
 
-from mlstack.deployment import Deployment, StackError, fault_json
+from mlstack.deployment import Deployment, StackError, fault_json, set_env_value
 from mlstack.settings import BackendSettings, StackSettings, env_file, load, process_env
 
 __all__ = ["Program", "Stack", "StackError"]
@@ -434,7 +434,7 @@ class Stack(Deployment):
             if result.returncode != 0:
                 raise StackError(f"nginx reload failed: {result.stderr.strip()}")
             self._wait_for_split(weight)
-        _set_env_value(self.env_path or Path(env_file() or ".env"), "AB_WEIGHT_B", str(weight))
+        set_env_value(self.env_path or Path(env_file() or ".env"), "AB_WEIGHT_B", str(weight))
         self.settings.AB_WEIGHT_B = weight
         self.console.print(f"B share set to {weight}% (nginx reloaded; AB_WEIGHT_B={weight} saved)")
 
@@ -657,21 +657,6 @@ def postgres_dsn(url: str) -> str:
 
     dsn = libpq_url(url)
     return dsn + ("&" if "?" in dsn else "?") + "sslmode=disable"
-
-
-def _set_env_value(path: Path, name: str, value: str) -> None:
-    """Set NAME=value in a dotenv file (replacing the line, or appending it)."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    out, done = [], False
-    for line in lines:
-        if line.startswith(f"{name}="):
-            out.append(f"{name}={value}")
-            done = True
-        else:
-            out.append(line)
-    if not done:
-        out.append(f"{name}={value}")
-    path.write_text("\n".join(out) + "\n")
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -36,12 +36,12 @@ def pytest_collection_modifyitems(items):  # noqa: D103
 
 def write_env(path: Path, values: dict[str, str]) -> None:
     """Generate a .env as `make env` does, then set `values` in it."""
-    from mlstack.native.stack import _set_env_value
+    from mlstack.deployment import set_env_value
 
     subprocess.run([sys.executable, str(ROOT / "scripts" / "init-env.py"), "--env", str(path)], check=True,
                    capture_output=True)
     for name, value in values.items():
-        _set_env_value(path, name, value)
+        set_env_value(path, name, value)
 
 
 @pytest.fixture(scope="module", params=MODES)

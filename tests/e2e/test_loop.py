@@ -107,7 +107,8 @@ def test_every_service_is_healthy(deployment):
 
 
 def test_health_checks_are_cheap(deployment):
-    """Each Compose health check is one HTTP request: none of the last five took a second."""
+    """Each Compose health check is one HTTP request: none of the last five came near its 5-s timeout (the
+    `airflow jobs check` they replace took 8-16 s; a slot busy with traffic answers its /ready in ~2 s)."""
     if deployment.mode == "native":
         pytest.skip("native mode's supervisor checks health from one process, without per-check processes")
     ids = deployment.compose("ps", "--quiet").stdout.split()
@@ -119,7 +120,7 @@ def test_health_checks_are_cheap(deployment):
         for entry in (state["State"].get("Health") or {}).get("Log", []):
             took = (datetime.fromisoformat(entry["End"][:26] + "+00:00")
                     - datetime.fromisoformat(entry["Start"][:26] + "+00:00")).total_seconds()
-            if took > 1.0:
+            if took > 4.0:
                 slow[state["Name"]] = took
     assert not slow, slow
 

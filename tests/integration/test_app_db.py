@@ -62,7 +62,7 @@ def test_deleted_row_is_detected(store):
 def test_postgres_init_script_is_idempotent(pg_database):
     """postgres/init/01-create-databases.sh, as the postgres image runs it, against the real server."""
     suffix = uuid.uuid4().hex[:8]
-    names = {f"{k}_DB_NAME": f"t_{k.lower()}_{suffix}" for k in ("MLFLOW", "APP", "AIRFLOW")}
+    names = {f"{k}_DB_NAME": f"t_{k.lower()}_{suffix}" for k in ("MLFLOW", "MLFLOW_AUTH", "APP", "AIRFLOW")}
     users = {f"{k}_DB_USER": f"u_{k.lower()}_{suffix}" for k in ("MLFLOW", "APP", "AIRFLOW")}
     env = {"PATH": "/usr/bin:/bin", "PGHOST": "127.0.0.1", "POSTGRES_USER": "postgres", **names, **users,
            "MLFLOW_DB_PASSWORD": "p1", "APP_DB_PASSWORD": "p2", "AIRFLOW_DB_PASSWORD": "p3"}
@@ -76,7 +76,8 @@ def test_postgres_init_script_is_idempotent(pg_database):
             owners = dict(conn.execute(sa.text(
                 "SELECT d.datname, r.rolname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
                 "WHERE d.datname LIKE :p"), {"p": f"%_{suffix}"}).all())
-        assert owners == {names[f"{k}_DB_NAME"]: users[f"{k}_DB_USER"] for k in ("MLFLOW", "APP", "AIRFLOW")}
+        owner = {**users, "MLFLOW_AUTH_DB_USER": users["MLFLOW_DB_USER"]}  # MLflow's users: MLflow's login
+        assert owners == {names[f"{k}_DB_NAME"]: owner[f"{k}_DB_USER"] for k in ("MLFLOW", "MLFLOW_AUTH", "APP", "AIRFLOW")}
     finally:
         with admin.connect() as conn:
             for db in names.values():
