@@ -7,7 +7,7 @@ image sizes and the idle memory of every service.
 1. Cold: removes this project's images, the base image it made and the engine's build cache, then
    times `python -m mlstack.compose up` (make the base, build every image, start, wait until healthy)
    until nginx answers a first prediction. With --keep-base the base image stays.
-2. A one-line change: appends a comment to mlstack/healthcheck.py, times `up` again (the layer cache
+2. A one-line change: appends a comment to mlstack/deployment.py, times `up` again (the layer cache
    rebuilds the package layer only) to the first prediction answered by the recreated slots, and
    takes the line out again.
 3. Sizes of the images, then the memory of every container after --idle seconds without traffic
@@ -97,7 +97,7 @@ def main() -> int:
     port = stack.settings.WEB_PORT
     body = json.dumps(get_contract("california_housing").example()).encode()
     results: dict = {"when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "cores": os.cpu_count()}
-    touched = ROOT / "mlstack" / "healthcheck.py"
+    touched = ROOT / "mlstack" / "deployment.py"
     original = touched.read_text()
     try:
         images = [i for i in subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
