@@ -107,21 +107,26 @@ def test_every_service_is_healthy(deployment):
 
 
 def test_health_checks_are_cheap(deployment):
-    """Each Compose health check is one HTTP request: none of the last five came near its 5-s timeout (the
-    `airflow jobs check` they replace took 8-16 s; a slot busy with traffic answers its /ready in ~2 s)."""
+    """Each Compose health check is one HTTP request (or pg_isready): per container, the typical check of its
+    log takes well under a second or two. The `airflow jobs check` they replaced took 8-16 s every time; a
+    single check may still wait on a service starved of CPU while a 2-core machine starts the stack, so the
+    median is judged, not the slowest."""
     if deployment.mode == "native":
         pytest.skip("native mode's supervisor checks health from one process, without per-check processes")
+    from datetime import datetime
+    from statistics import median
+
     ids = deployment.compose("ps", "--quiet").stdout.split()
-    slow = {}
+    typical = {}
     for state in json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True,
                                            check=True).stdout):
-        from datetime import datetime
-
-        for entry in (state["State"].get("Health") or {}).get("Log", []):
-            took = (datetime.fromisoformat(entry["End"][:26] + "+00:00")
-                    - datetime.fromisoformat(entry["Start"][:26] + "+00:00")).total_seconds()
-            if took > 4.0:
-                slow[state["Name"]] = took
+        took = [(datetime.fromisoformat(entry["End"][:26] + "+00:00")
+                 - datetime.fromisoformat(entry["Start"][:26] + "+00:00")).total_seconds()
+                for entry in (state["State"].get("Health") or {}).get("Log", [])]
+        if took:
+            typical[state["Name"]] = median(took)
+    assert len(typical) >= 10, typical  # every long-running service has a health check
+    slow = {name: seconds for name, seconds in typical.items() if seconds > 2.0}
     assert not slow, slow
 
 
