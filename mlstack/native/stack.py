@@ -176,7 +176,8 @@ class Stack(Deployment):
         return Program(f"backend-{slot.lower()}", f"Slot {slot}", url,
                        f"inference slot {slot} ({'champion' if slot == 'A' else 'challenger, else champion'})",
                        f"bash {ROOT / 'inference' / 'backend' / 'start.sh'}", env,
-                       lambda: _http_ok(f"{url}/ready"), startsecs=2)
+                       # longer than gunicorn's graceful_timeout (20 s): requests under way finish first
+                       lambda: _http_ok(f"{url}/ready"), startsecs=2, stopwaitsecs=25)
 
     def airflow_env(self) -> dict[str, str]:
         """Airflow's configuration (AIRFLOW__*), plus what its tasks need to reach the stack."""

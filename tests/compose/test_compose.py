@@ -315,3 +315,14 @@ def test_the_data_contract_reaches_every_service_that_reads_it(config):
         assert services[name]["environment"]["DATA_CONTRACT"] == "california_housing", name
     for name in ("bootstrap", "airflow-scheduler", "locust"):
         assert services[name]["environment"]["DATA_PATH"].endswith("/data/housing.csv"), name
+
+
+def test_the_engine_lets_a_slot_finish_its_requests_before_killing_it(config):
+    """A restarted slot gets SIGTERM, finishes what it is answering for up to gunicorn's graceful_timeout,
+    and only then may the engine kill it (its default, 10 s, is shorter: requests under way were cut)."""
+    conf = (ROOT / "inference" / "backend" / "gunicorn.conf.py").read_text()
+    graceful = int(re.search(r"^graceful_timeout = (\d+)", conf, re.M).group(1))
+    for name in ("backend-a", "backend-b"):
+        grace = config["services"][name].get("stop_grace_period", "10s")
+        seconds = int(re.fullmatch(r"(\d+)s", grace).group(1))
+        assert seconds > graceful, f"{name}: stop_grace_period {grace} <= gunicorn graceful_timeout {graceful} s"
