@@ -103,7 +103,18 @@ class Deployment:
         raise NotImplementedError
 
     def restart(self, service: str) -> None:
-        """Restart one service the way an operator would (gracefully), and return once it is running again."""
+        """Restart one service the way an operator would (gracefully), and return once it is running again.
+
+        A deliberate restart does not page: the alerts it would raise are silenced for a few minutes first.
+        """
+        from mlstack.monitoring.silence import silence_restart
+
+        if self.settings.MONITORING_ENABLED:
+            silence_restart(f"http://127.0.0.1:{self.settings.ALERTMANAGER_PORT}", service,
+                            minutes=max(5.0, self.settings.STARTUP_TIMEOUT_SECONDS / 60))
+        self._restart(service)
+
+    def _restart(self, service: str) -> None:
         raise NotImplementedError
 
     def client_env(self) -> dict[str, str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, render_template_string, request
 
+from mlstack.request_body import BodyRefused, read_json
 from mlstack.settings import SlackSinkSettings, load
 
 MAX_BODY = 1 << 20
@@ -140,11 +141,16 @@ def create_app(settings: SlackSinkSettings | None = None) -> Flask:
 
     @app.post("/hooks/<path:channel>")
     def hook(channel: str) -> Response | tuple[str, int]:
-        payload = request.get_json(silent=True)
+        try:
+            payload = read_json(request)
+        except BodyRefused as exc:
+            error = "invalid_payload" if exc.status == 400 else exc.error  # Slack's own code for a bad body
+            return jsonify(error=error, message=exc.message, fields=exc.fields), exc.status
         if not isinstance(payload, dict) or not (payload.get("text") or payload.get("blocks")
                                                  or payload.get("attachments")):
-            # Slack's own answer to an empty or non-JSON body
-            return "invalid_payload: expected a JSON object with text, blocks or attachments", 400
+            # Slack's own answer (invalid_payload) to a body without anything to show
+            return jsonify(error="invalid_payload", message="expected a JSON object with text, blocks or attachments",
+                           fields={"(body)": "must be a JSON object with text, blocks or attachments"}), 400
         store.append(channel, payload)
         return "ok", 200
 
@@ -159,6 +165,11 @@ def create_app(settings: SlackSinkSettings | None = None) -> Flask:
     @app.get("/health")
     def health() -> Response:
         return jsonify(status="ok")
+
+    @app.errorhandler(413)
+    def too_large(_: Exception) -> tuple[Response, int]:
+        return jsonify(error="payload_too_large", message=f"the request body is larger than {MAX_BODY} bytes",
+                       fields={"(body)": f"must be at most {MAX_BODY} bytes"}), 413
 
     @app.errorhandler(404)
     def not_found(_: Exception) -> tuple[str, int]:

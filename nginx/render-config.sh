@@ -44,6 +44,11 @@ else
 "
 fi
 export FRONTEND FRONTEND_UPSTREAM FRONTEND_LOCATION
+# Native mode run by root: workers run as root too, like every other native service, so they can
+# write request bodies to a runtime dir under a home only root may enter (Debian's default `nobody`
+# cannot, and bodies over client_body_buffer_size would fail with a 500).
+if [ -n "${NGINX_USER:-}" ]; then NGINX_USER_LINE="user ${NGINX_USER};"; else NGINX_USER_LINE=""; fi
+export NGINX_USER_LINE
 export NGINX_WORKERS="${NGINX_WORKERS:-auto}"
 export NGINX_RUNTIME_DIR="${NGINX_RUNTIME_DIR:?set NGINX_RUNTIME_DIR}"
 export NGINX_LOG_DIR="${NGINX_LOG_DIR:?set NGINX_LOG_DIR}"
@@ -55,7 +60,7 @@ export NGINX_FEEDBACK_RATE_LIMIT="${NGINX_FEEDBACK_RATE_LIMIT:-200}"
 export NGINX_FEEDBACK_RATE_BURST="${NGINX_FEEDBACK_RATE_BURST:-400}"
 
 mkdir -p "$out" "$NGINX_RUNTIME_DIR" "$NGINX_LOG_DIR"
-vars='${AB_SPLIT} ${AB_WEIGHT_B} ${NGINX_LISTEN} ${NGINX_STATUS_LISTEN} ${BACKEND_A} ${BACKEND_B} ${FRONTEND_UPSTREAM} ${FRONTEND_LOCATION} ${NGINX_WORKERS}
+vars='${NGINX_USER_LINE} ${AB_SPLIT} ${AB_WEIGHT_B} ${NGINX_LISTEN} ${NGINX_STATUS_LISTEN} ${BACKEND_A} ${BACKEND_B} ${FRONTEND_UPSTREAM} ${FRONTEND_LOCATION} ${NGINX_WORKERS}
 ${NGINX_RUNTIME_DIR} ${NGINX_LOG_DIR} ${NGINX_CONF_DIR} ${NGINX_MAX_BODY} ${NGINX_RATE_LIMIT} ${NGINX_RATE_BURST}
 ${NGINX_FEEDBACK_RATE_LIMIT} ${NGINX_FEEDBACK_RATE_BURST}'
 envsubst "$vars" < "$here/nginx.conf.template" > "$out/nginx.conf.new"

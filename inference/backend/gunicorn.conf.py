@@ -2,10 +2,18 @@
 
 from mlstack.settings import BackendSettings, load
 
-# The app's modules are imported here, in the master, before it binds the port: the workers of a
-# restarted slot start within a second or two (the model from its cache) instead of importing for
-# many, while connections nginx handed to the new socket wait (issue: a restart under traffic).
+# The app's modules and the model machinery (MLflow's model loader, scikit-learn, the compiled
+# path) are imported here, in the master, before it binds the port: the workers of a restarted
+# slot fork with them loaded and accept within a second or two (the model from its cache), instead
+# of importing for many seconds while connections nginx handed to the new socket wait.
+import mlflow.sklearn  # noqa: E402,F401
+import sklearn.compose  # noqa: E402,F401
+import sklearn.ensemble  # noqa: E402,F401
+import sklearn.linear_model  # noqa: E402,F401
+import sklearn.pipeline  # noqa: E402,F401
+
 import mlstack.serving.app  # noqa: E402,F401
+import mlstack.serving.fastpath  # noqa: E402,F401
 
 _settings = load(BackendSettings)
 

@@ -2,6 +2,9 @@
 
 from mlstack.settings import FrontendSettings, load
 
+# Imported in the master, before it binds the port: a restarted frontend's workers accept at once.
+import mlstack.frontend.app  # noqa: E402,F401
+
 _settings = load(FrontendSettings)
 
 bind = f"{_settings.FRONTEND_BIND}:{_settings.FRONTEND_PORT}"

@@ -200,7 +200,7 @@ class ComposeStack(Deployment):
         script = f"rm -f {path}" if text is None else f"cat > {path}.tmp && mv {path}.tmp {path}"
         self.compose("exec", "-T", SLOTS[slot], "sh", "-c", script, input=text or "")
 
-    def restart(self, service: str) -> None:
+    def _restart(self, service: str) -> None:
         self.compose("restart", service)
         self.wait_healthy(service, self.settings.STARTUP_TIMEOUT_SECONDS)
 

@@ -9,18 +9,21 @@ script only shows the browser's validation messages next to each field.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
 
 from mlstack.contracts import get_contract
 from mlstack.frontend.api import ApiClient, ApiUnavailable
 from mlstack.frontend.forms import form_fields, initial_values, parse_actual, parse_form
 from mlstack.frontend.status import StatusReader
+from mlstack.request_body import BodyRefused, request_id, require_form
 from mlstack.settings import FrontendSettings, load
 
 log = logging.getLogger(__name__)
+
+MAX_FORM_BYTES = 64 * 1024  # a form post is a few hundred bytes
 
 
 def _api() -> ApiClient:
@@ -83,8 +86,11 @@ def feedback() -> tuple[str, int]:
         schema = _api().schema()
     except ApiUnavailable as exc:
         return _unavailable(exc)
-    prediction_id = request.form.get("prediction_id", "")
+    prediction_id = request.form.get("prediction_id", "").strip()
     text = request.form.get("actual", "")
+    if not prediction_id:  # the result page's form always sends it: this post did not come from there
+        return render_template("refused.html", message="the form names no prediction",
+                               fields={"prediction_id": "is required (the estimate's page sends it)"}), 422
     actual, error = parse_actual(schema["target"], text)
     if error is None:
         try:
@@ -115,7 +121,9 @@ def health() -> Response:
 
 
 def _before() -> None:
-    g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    g.request_id = request_id(request.headers.get("X-Request-Id"))
+    if request.method == "POST":
+        require_form(request)  # before Werkzeug parses anything: only a form is read here
 
 
 def _after(response: Response) -> Response:
@@ -129,6 +137,22 @@ def _after(response: Response) -> Response:
 
 def _not_found(_exc: Exception) -> tuple[str, int]:
     return render_template("not_found.html"), 404
+
+
+def _refused(exc: BodyRefused) -> tuple[str, int]:
+    return render_template("refused.html", message=exc.message, fields=exc.fields), exc.status
+
+
+def _http_error(exc: HTTPException) -> tuple[str, int] | HTTPException:
+    """A body Werkzeug could not parse (too large, too many parts): the same page, naming the rule."""
+    if exc.code == 413:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return _refused(BodyRefused(413, "payload_too_large", "the submitted form is too large or has too many parts",
+                                    f"must be at most {limit} bytes and at most 1000 parts"))
+    if exc.code == 400:
+        return _refused(BodyRefused(400, "bad_request", "the submitted form cannot be read",
+                                    "must be a well-formed form"))
+    return exc
 
 
 def amount_filter(unit: str):  # noqa: ANN201 - a Jinja filter
@@ -146,7 +170,7 @@ def create_app(settings: FrontendSettings | None = None) -> Flask:
     """Build the frontend app; `settings` default to the environment and `.env`."""
     settings = settings or load(FrontendSettings)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # a form post is a few hundred bytes
+    app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
     api = ApiClient(settings.API_BASE_URL, settings.API_TIMEOUT_SECONDS, settings.SCHEMA_CACHE_SECONDS)
 
     def split() -> int:
@@ -168,4 +192,6 @@ def create_app(settings: FrontendSettings | None = None) -> Flask:
     app.before_request(_before)
     app.after_request(_after)
     app.register_error_handler(404, _not_found)
+    app.register_error_handler(BodyRefused, _refused)
+    app.register_error_handler(HTTPException, _http_error)
     return app

@@ -337,7 +337,7 @@ class Stack(Deployment):
         tmp.write_text(text)
         tmp.replace(path)  # whole or not at all: the workers may read it at any moment
 
-    def restart(self, service: str) -> None:
+    def _restart(self, service: str) -> None:
         result = self.ctl("restart", service, check=False)
         if "ERROR" in result.stdout + result.stderr:
             raise StackError(f"supervisorctl restart {service}: {(result.stdout + result.stderr).strip()}")
@@ -400,7 +400,8 @@ class Stack(Deployment):
                 "BACKEND_B": f"{s.BIND_ADDRESS}:{s.BACKEND_B_PORT}",
                 "FRONTEND": f"{s.BIND_ADDRESS}:{s.FRONTEND_PORT}",
                 "NGINX_RUNTIME_DIR": str(runtime_dir or self.path("nginx", "run")),
-                "NGINX_LOG_DIR": str(self.path("nginx", "logs"))}
+                "NGINX_LOG_DIR": str(self.path("nginx", "logs")),
+                "NGINX_USER": "root" if os.geteuid() == 0 else ""}
 
     def render_nginx(self, out: Path, weight: int, runtime_dir: Path | None = None) -> None:
         """Render nginx.conf into `out` with nginx/render-config.sh (the script Compose runs too)."""

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from mlstack.contract import DataContract
+from mlstack.request_body import BodyRefused, check_encoding_headers, read_json, request_id
 from mlstack.contracts import get_contract
 from mlstack.serving import metrics
 from mlstack.serving.models import LoadedModel, ModelManager
@@ -91,11 +91,9 @@ class Serving:
 
 
 class FastJSON(JSONProvider):
-    """orjson for request and response bodies (several times faster than the standard library).
+    """orjson for response bodies (several times faster than the standard library).
 
-    A body orjson refuses is parsed again by the standard library, which also reads NaN,
-    Infinity and integers beyond 64 bits: those then get a field-level 422 from validation
-    instead of a bare "not JSON".
+    Request bodies are read by mlstack.request_body, which bounds them before parsing.
     """
 
     @staticmethod
@@ -129,13 +127,10 @@ def _user_hash() -> str | None:
 
 
 def _json_body() -> Any:
-    if not request.data:
-        raise ApiError(400, "invalid_body", "the request body is empty; send a JSON object",
-                       {"(body)": "must be a JSON object"})
-    body = request.get_json(silent=True, force=True)
-    if body is None:
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON", {"(body)": "must be valid JSON"})
-    return body
+    try:
+        return read_json(request)
+    except BodyRefused as exc:
+        raise ApiError(exc.status, exc.error, exc.message, exc.fields) from exc
 
 
 def _log_row(s: Serving, model: LoadedModel, prediction_id: str, created_at: float, user_hash: str | None,
@@ -203,8 +198,14 @@ def predict() -> Response:
 
 
 def _csv_rows(s: Serving) -> list[Any]:
-    upload = request.files.get("file")
-    raw = upload.read() if upload is not None else request.get_data()
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise ApiError(400, "invalid_csv", "the multipart body has no part named file",
+                           {"file": "must be a CSV file sent as the multipart part named file"})
+        raw = upload.read()
+    else:
+        raw = request.get_data()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -247,6 +248,10 @@ def predict_batch() -> Response:
     s = serving()
     limit = s.settings.BATCH_MAX_ROWS
     if request.mimetype in ("text/csv", "multipart/form-data"):
+        try:
+            check_encoding_headers(request)
+        except BodyRefused as exc:
+            raise ApiError(exc.status, exc.error, exc.message, exc.fields) from exc
         rows = _csv_rows(s)
     else:
         body = _json_body()
@@ -365,7 +370,7 @@ def openapi() -> Response:
 
 def _before() -> None:
     g.started = time.perf_counter()
-    g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    g.request_id = request_id(request.headers.get("X-Request-Id"))
     g.model = None
 
 

@@ -9,6 +9,7 @@ the audit trail and the predictions → a backup restores. The same tests run ag
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -190,6 +191,56 @@ def test_a_prediction_and_its_feedback_through_nginx(deployment, contract):
     assert status == 202, answer
 
 
+def _send(url: str, headers: dict[str, str], body: bytes, over_limit: bool) -> tuple[int, str, bytes]:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("POST", parts.path, body=body, headers={"Connection": "close", **headers})
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type") or "", resp.read()
+    except (ConnectionResetError, BrokenPipeError):
+        if not over_limit:
+            raise
+        return 413, "", b"(body) must be at most the limit"  # the server answered early and stopped reading
+    finally:
+        conn.close()
+
+
+def test_hostile_bodies_get_a_4xx_naming_the_rule_through_nginx_and_direct(deployment):
+    """Every hostile generator (tests/hostile.py) against a slot, the web form and the Slack sink: no 5xx."""
+    from tests import hostile
+
+    from mlstack.frontend.app import MAX_FORM_BYTES
+    from mlstack.settings import BackendSettings
+    from mlstack.slack_sink import MAX_BODY
+
+    web, slot = deployment._web_url(), deployment._slot_urls()["SLOT_A_URL"]
+    slot_limit = BackendSettings.model_fields["MAX_BODY_BYTES"].default  # nginx's NGINX_MAX_BODY is the same 16 MiB
+    targets = [(f"{web}/api", hostile.SLOT, slot_limit), (slot, hostile.SLOT, slot_limit),
+               (web, hostile.FRONTEND, MAX_FORM_BYTES), (deployment.slack_sink_url, hostile.SINK, MAX_BODY)]
+    problems, sent, statuses = [], 0, {}
+    started = time.time()
+    for base, endpoints, max_body in targets:
+        for name, path, headers, body in hostile.cases(endpoints, max_body):
+            status, content_type, answer = _send(f"{base}{path}", {"X-User-Id": "hostile", **headers}, body,
+                                                 over_limit=len(body) > max_body)
+            sent += 1
+            statuses[status] = statuses.get(status, 0) + 1
+            if problem := hostile.problem(status, content_type, answer):
+                problems.append(f"{base}{path} {name}: {problem}")
+            time.sleep(0.005)  # well under nginx's per-client rate limit: the limiter is not under test here
+    time.sleep(2)  # the slots flush their prediction logs every PREDICTION_FLUSH_SECONDS
+    user_hash = hashlib.sha256(b"hostile").hexdigest()[:32]  # the few bodies that were valid: not the judge's traffic
+    with sa.create_engine(deployment.client_env()["APP_DATABASE_URL"]).begin() as conn:
+        conn.execute(sa.text("DELETE FROM predictions WHERE user_hash = :u"), {"u": user_hash})
+    print(f"hostile bodies: {sent} sent in {time.time() - started:.0f} s; by status {dict(sorted(statuses.items()))}")
+    assert problems == []
+    assert sent > 400 and not any(code >= 500 for code in statuses)
+
+
 def test_a_tick_before_any_model_holds_quietly(deployment):
     """The minute DAGs' task with no champion registered (a model name nothing registered): HOLD, no failure."""
     code = "import json; from mlstack.rollout.actions import dag_tick; print(json.dumps(dag_tick('guard_champion')))"
@@ -296,6 +347,20 @@ def test_pushgateway_keeps_its_metrics_across_a_restart(deployment):
     deployment.restart("pushgateway")
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
         assert "mlstack_e2e_marker" in resp.read().decode()
+
+
+def test_nothing_paged_that_the_scenario_did_not_call_for(deployment):
+    """Start-up, the restarts above (through the stack's commands) and the traffic page only for what they caused."""
+    import re
+
+    if not deployment.settings.MONITORING_ENABLED:
+        pytest.skip("monitoring is off")
+    names: set[str] = set()
+    for message in sink_messages(deployment):
+        if message["source"] == "alertmanager":
+            names |= set(re.findall(r"(Mlstack\w+) \((?:critical|warning|info)\)", message["body"]))
+    assert names <= {"MlstackDataDrift", "MlstackRollback"}, names
+    assert "MlstackDataDrift" in names  # the sink does receive alerts: the check above can fail
 
 
 def test_down_and_up_keep_registry_audit_and_predictions(deployment):
