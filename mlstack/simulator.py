@@ -88,7 +88,7 @@ class Simulator:
         self.report = Report()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._pending: list[tuple[float, str, float]] = []  # (due, prediction_id, actual)
+        self._pending: list[tuple[float, str, float, str]] = []  # (due, prediction_id, actual, user)
 
     def _post(self, conn: http.client.HTTPConnection, path: str, body: dict[str, Any], user: str) -> tuple[int, dict]:
         conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json",
@@ -125,7 +125,7 @@ class Simulator:
                     self.report.versions[f"{body['variant']}:{body['model']['version']}"] += 1
                     if rng.random() < self.label_fraction:
                         self._pending.append((time.monotonic() + self.feedback_delay, body["prediction_id"],
-                                              self.actuals[i]))
+                                              self.actuals[i], user))
                 elif len(self.report.errors) < 20:
                     self.report.errors.append(f"{status}: {body.get('error', body)}")
         conn.close()
@@ -138,9 +138,9 @@ class Simulator:
                 due = [p for p in self._pending if p[0] <= now]
                 self._pending = [p for p in self._pending if p[0] > now]
                 left = bool(self._pending)
-            for _, pid, actual in due:
+            for _, pid, actual, user in due:  # the person who got the estimate reports its true value
                 try:
-                    status, _ = self._post(conn, "/api/feedback", {"prediction_id": pid, "actual": actual}, "sim-feedback")
+                    status, _ = self._post(conn, "/api/feedback", {"prediction_id": pid, "actual": actual}, user)
                 except (OSError, http.client.HTTPException):
                     conn.close()
                     conn = http.client.HTTPConnection(self.host, self.port, timeout=10)

@@ -53,6 +53,9 @@ feedback = sa.Table(
     sa.Column("prediction_id", sa.String(64), primary_key=True),
     sa.Column("actual", sa.Float, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    # who sent the label (hashes, never the raw id or address): the judge counts a few per sender
+    sa.Column("sender_hash", sa.String(32), nullable=True),
+    sa.Column("address_hash", sa.String(32), nullable=True),
 )
 sa.Index("ix_feedback_received_at", feedback.c.received_at)
 

@@ -88,8 +88,11 @@ def _summary(evidence: ABEvidence | GuardEvidence) -> dict[str, Any]:
     if isinstance(evidence, ABEvidence):
         return {"requests_a": evidence.champion.requests, "requests_b": evidence.challenger.requests,
                 "labels_a": evidence.champion.labels, "labels_b": evidence.challenger.labels,
+                "labels_dropped": sum(a.labels_over_cap + a.labels_implausible
+                                      for a in (evidence.champion, evidence.challenger)),
                 "weight_b": evidence.weight_b}
     return {"requests": evidence.champion.requests, "labels": evidence.champion.labels,
+            "labels_dropped": evidence.champion.labels_over_cap + evidence.champion.labels_implausible,
             "errors": evidence.champion.errors, "in_watch_window": evidence.in_watch_window}
 
 

@@ -5,6 +5,7 @@ registry (aliases, holdout metrics), nginx (the live split) and each slot's read
 from __future__ import annotations
 
 import json
+import math
 import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,9 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mlstack.db.schema import SLOW_THRESHOLDS_MS, feedback, model_events, predictions, request_stats
+from mlstack.db.schema import SLOW_THRESHOLDS_MS, model_events, predictions, request_stats
 from mlstack.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, Registry
-from mlstack.rollout.judge import ABEvidence, ArmEvidence, GuardEvidence, PairedEvidence, Policy
+from mlstack.rollout.judge import ABEvidence, ArmEvidence, GuardEvidence, LabelPolicy, PairedEvidence, Policy
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,99 @@ class Sources:
     slot_urls: dict[str, str]  # slot → base URL, for /ready
 
 
+@dataclass(frozen=True)
+class LabelSums:
+    """Sums over the labels that count, per (model version, variant), and the pairs for shadow comparisons."""
+
+    arms: dict[tuple[str, str], tuple[int, float, float, float, int, int]]  # n, Σe², Σe⁴, Σ|e|, over cap, implausible
+
+    def of(self, version: str, variant: str | None) -> tuple[int, float, float, float, int, int]:
+        rows = [v for (ver, var), v in self.arms.items() if ver == version and variant in (None, var)]
+        return tuple(sum(col) for col in zip(*rows)) if rows else (0, 0.0, 0.0, 0.0, 0, 0)  # type: ignore[return-value]
+
+
+# The labels that count (LabelPolicy), in SQL both PostgreSQL and SQLite run: implausible ones
+# first, then each sender's and each address's first N by arrival within the window.
+_ADMITTED = """
+WITH joined AS (
+  SELECT p.prediction_id, p.model_version, p.variant, p.prediction, p.shadow_version, p.shadow_prediction,
+         f.actual, f.received_at, f.sender_hash, f.address_hash,
+         CASE WHEN ABS(f.actual - p.prediction) > :limit
+               AND (p.shadow_prediction IS NULL OR ABS(f.actual - p.shadow_prediction) > :limit)
+              THEN 1 ELSE 0 END AS implausible
+  FROM predictions p JOIN feedback f ON f.prediction_id = p.prediction_id
+  WHERE p.created_at >= :since AND p.created_at < :until AND p.model_version IN :versions
+),
+ranked AS (
+  SELECT j.*, ROW_NUMBER() OVER (PARTITION BY sender_hash ORDER BY received_at, prediction_id) AS n_sender,
+              ROW_NUMBER() OVER (PARTITION BY address_hash ORDER BY received_at, prediction_id) AS n_address
+  FROM joined j WHERE implausible = 0
+),
+flagged AS (
+  SELECT model_version, variant, prediction, shadow_version, shadow_prediction, actual, 0 AS implausible,
+         CASE WHEN (sender_hash IS NOT NULL AND n_sender > :per_sender)
+                OR (address_hash IS NOT NULL AND n_address > :per_address) THEN 1 ELSE 0 END AS over_cap
+  FROM ranked
+  UNION ALL
+  SELECT model_version, variant, prediction, shadow_version, shadow_prediction, actual, 1, 0 FROM joined
+  WHERE implausible = 1
+)
+"""
+_ARM_SUMS = _ADMITTED + """
+SELECT model_version, variant,
+       SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN 1 ELSE 0 END),
+       SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN (prediction - actual) * (prediction - actual) ELSE 0 END),
+       SUM(CASE WHEN implausible = 0 AND over_cap = 0
+                THEN (prediction - actual) * (prediction - actual) * (prediction - actual) * (prediction - actual) ELSE 0 END),
+       SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN ABS(prediction - actual) ELSE 0 END),
+       SUM(over_cap), SUM(implausible)
+FROM flagged GROUP BY model_version, variant
+"""
+_PAIRED_SUMS = _ADMITTED + """
+, pairs AS (
+  SELECT (CASE WHEN model_version = :challenger THEN prediction ELSE shadow_prediction END - actual) AS e_ch,
+         (CASE WHEN model_version = :champion THEN prediction ELSE shadow_prediction END - actual) AS e_cp
+  FROM flagged
+  WHERE implausible = 0 AND over_cap = 0
+    AND ((model_version = :challenger AND shadow_version = :champion)
+      OR (model_version = :champion AND shadow_version = :challenger))
+)
+SELECT COUNT(*), SUM(e_ch * e_ch - e_cp * e_cp), SUM((e_ch * e_ch - e_cp * e_cp) * (e_ch * e_ch - e_cp * e_cp)),
+       SUM(ABS(e_ch) - ABS(e_cp)), SUM((ABS(e_ch) - ABS(e_cp)) * (ABS(e_ch) - ABS(e_cp)))
+FROM pairs
+"""
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _bind(sql: str) -> sa.TextClause:
+    time_type = predictions.c.created_at.type  # so SQLite compares times the way the columns store them
+    return sa.text(sql).bindparams(sa.bindparam("versions", expanding=True), sa.bindparam("since", type_=time_type),
+                                   sa.bindparam("until", type_=time_type))
+
+
+def _params(versions: list[str], since: datetime, until: datetime | None, rules: LabelPolicy,
+            holdout_mse: float | None) -> dict[str, Any]:
+    limit = rules.implausible_error_ratio * math.sqrt(holdout_mse) if holdout_mse else 1e300
+    return {"versions": tuple(versions), "since": since, "until": until or _FAR_FUTURE, "limit": limit,
+            "per_sender": rules.max_per_sender, "per_address": rules.max_per_address}
+
+
+def label_sums(engine: Engine, versions: list[str], since: datetime, until: datetime | None, rules: LabelPolicy,
+               holdout_mse: float | None) -> LabelSums:
+    """Sum the errors of the labels that count, per version and variant, with how many were dropped and why."""
+    if not versions:
+        return LabelSums({})
+    query = _bind(_ARM_SUMS)
+    with engine.connect() as conn:
+        rows = conn.execute(query, _params(versions, since, until, rules, holdout_mse)).all()
+    return LabelSums({(str(v), str(var)): (int(n or 0), float(se or 0), float(se2 or 0), float(ae or 0),
+                                           int(cap or 0), int(bad or 0))
+                      for v, var, n, se, se2, ae, cap, bad in rows})
+
+
 def arm(engine: Engine, version: str | None, since: datetime, until: datetime | None, slo_ms: float,
-        variant: str | None = None) -> ArmEvidence:
-    """Sum one arm's counts (request_stats) and labelled errors (predictions ⨝ feedback)."""
+        variant: str | None = None, labels: LabelSums | None = None) -> ArmEvidence:
+    """Sum one arm's counts (request_stats) and labelled errors (predictions ⨝ feedback, the labels that count)."""
     if version is None:
         return ArmEvidence(version=None)
     if slo_ms not in SLOW_THRESHOLDS_MS:
@@ -40,49 +131,37 @@ def arm(engine: Engine, version: str | None, since: datetime, until: datetime | 
                        sa.func.coalesce(sa.func.sum(rs[f"over_{int(slo_ms)}_ms"]), 0)).where(
         # whole counting periods only: one that began before `since` may hold another test's requests
         rs.model_version == version, rs.period_start >= since)
-    p, f = predictions.c, feedback.c
-    d = p.prediction - f.actual
-    labels = (sa.select(sa.func.count(), sa.func.sum(d * d), sa.func.sum(d * d * d * d), sa.func.sum(sa.func.abs(d)))
-              .select_from(predictions.join(feedback, f.prediction_id == p.prediction_id))
-              .where(p.model_version == version, p.created_at >= since))
+    p = predictions.c
     # distinct users (anonymous requests count one each): the unit of the sample-ratio check
     users = (sa.select(sa.func.count(sa.distinct(p.user_hash)),
                        sa.func.coalesce(sa.func.sum(sa.case((p.user_hash.is_(None), 1), else_=0)), 0))
              .where(p.model_version == version, p.created_at >= since))
     if until is not None:
         counts = counts.where(rs.period_end < until)
-        labels = labels.where(p.created_at < until)
         users = users.where(p.created_at < until)
     if variant is not None:
         counts = counts.where(rs.variant == variant)
-        labels = labels.where(p.variant == variant)
         users = users.where(p.variant == variant)
     with engine.connect() as conn:
         requests, errors, slow = conn.execute(counts).one()
-        n, se, se2, ae = conn.execute(labels).one()
         named, anonymous = conn.execute(users).one()
-    return ArmEvidence(version=version, requests=int(requests), errors=int(errors), slow=int(slow), labels=int(n),
-                       se_sum=float(se or 0), se_sq_sum=float(se2 or 0), ae_sum=float(ae or 0),
-                       users=int(named or 0) + int(anonymous or 0))
+    n, se, se2, ae, over_cap, implausible = (labels.of(version, variant) if labels is not None
+                                             else (0, 0.0, 0.0, 0.0, 0, 0))
+    return ArmEvidence(version=version, requests=int(requests), errors=int(errors), slow=int(slow), labels=n,
+                       se_sum=se, se_sq_sum=se2, ae_sum=ae, users=int(named or 0) + int(anonymous or 0),
+                       labels_over_cap=over_cap, labels_implausible=implausible)
 
 
-def paired(engine: Engine, champion: str | None, challenger: str | None, since: datetime) -> PairedEvidence | None:
-    """Sum challenger − champion errors over labelled rows that carry both models (shadow scoring)."""
+def paired(engine: Engine, champion: str | None, challenger: str | None, since: datetime, rules: LabelPolicy,
+           holdout_mse: float | None) -> PairedEvidence | None:
+    """Sum challenger − champion errors over counted labelled rows that carry both models (shadow scoring)."""
     if champion is None or challenger is None:
         return None
-    p, f = predictions.c, feedback.c
-    e_ch = sa.case((p.model_version == challenger, p.prediction), else_=p.shadow_prediction) - f.actual
-    e_cp = sa.case((p.model_version == champion, p.prediction), else_=p.shadow_prediction) - f.actual
-    d_se = e_ch * e_ch - e_cp * e_cp
-    d_ae = sa.func.abs(e_ch) - sa.func.abs(e_cp)
-    both = sa.or_(sa.and_(p.model_version == challenger, p.shadow_version == champion),
-                  sa.and_(p.model_version == champion, p.shadow_version == challenger))
-    query = (sa.select(sa.func.count(), sa.func.sum(d_se), sa.func.sum(d_se * d_se), sa.func.sum(d_ae),
-                       sa.func.sum(d_ae * d_ae))
-             .select_from(predictions.join(feedback, f.prediction_id == p.prediction_id))
-             .where(both, p.created_at >= since))
+    query = _bind(_PAIRED_SUMS)
+    params = {**_params([champion, challenger], since, None, rules, holdout_mse),
+              "champion": champion, "challenger": challenger}
     with engine.connect() as conn:
-        n, se, se2, ae, ae2 = conn.execute(query).one()
+        n, se, se2, ae, ae2 = conn.execute(query, params).one()
     return PairedEvidence(int(n), float(se or 0), float(se2 or 0), float(ae or 0), float(ae2 or 0))
 
 
@@ -138,11 +217,13 @@ def ab_evidence(src: Sources, policy: Policy, now: datetime | None = None) -> AB
             if set_at is not None and set_at > since:
                 since = set_at
     mse, mae = holdout(src.registry, champion) if champion else (None, None)
+    versions = [v for v in (champion, challenger) if v is not None]
+    labels = label_sums(src.engine, versions, since, None, policy.labels, mse)
     return ABEvidence(
-        champion=arm(src.engine, champion, since, None, policy.latency_slo_ms, variant="A"),
-        challenger=arm(src.engine, challenger, since, None, policy.latency_slo_ms, variant="B"),
+        champion=arm(src.engine, champion, since, None, policy.latency_slo_ms, variant="A", labels=labels),
+        challenger=arm(src.engine, challenger, since, None, policy.latency_slo_ms, variant="B", labels=labels),
         weight_b=split_weight(src.web_url), holdout_mse=mse, holdout_mae=mae,
-        paired=paired(src.engine, champion, challenger, since))
+        paired=paired(src.engine, champion, challenger, since, policy.labels, mse))
 
 
 def guard_evidence(src: Sources, policy: Policy, now: datetime | None = None) -> GuardEvidence:
@@ -156,12 +237,15 @@ def guard_evidence(src: Sources, policy: Policy, now: datetime | None = None) ->
     if promoted is not None and promoted > since:
         since = promoted
     in_watch = promoted is not None and now - promoted < timedelta(minutes=g.watch_window_minutes)
+    mse, _ = holdout(src.registry, champion) if champion else (None, None)
     record = None
     if previous is not None and promoted is not None:  # the hour before it was replaced
-        record = arm(src.engine, previous, promoted - timedelta(minutes=60), promoted, policy.latency_slo_ms)
-    mse, _ = holdout(src.registry, champion) if champion else (None, None)
+        before = promoted - timedelta(minutes=60)
+        record = arm(src.engine, previous, before, promoted, policy.latency_slo_ms,
+                     labels=label_sums(src.engine, [previous], before, promoted, policy.labels, mse))
+    labels = label_sums(src.engine, [champion] if champion else [], since, None, policy.labels, mse)
     return GuardEvidence(
-        champion=arm(src.engine, champion, since, None, policy.latency_slo_ms),
+        champion=arm(src.engine, champion, since, None, policy.latency_slo_ms, labels=labels),
         holdout_mse=mse, previous=record, previous_version=previous, in_watch_window=in_watch,
         slot_health=slot_health(src.slot_urls))
 

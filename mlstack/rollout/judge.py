@@ -21,7 +21,7 @@ give HOLD — never a verdict on the model.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 Action = Literal["PROMOTE", "RETIRE", "HOLD", "ROLLBACK", "KEEP"]
@@ -66,6 +66,21 @@ class GuardPolicy:
 
 
 @dataclass(frozen=True)
+class LabelPolicy:
+    """Which reported true values count as evidence (docs/judge.md, "Who may label").
+
+    Applied in the evidence query, before any sum: within one evidence window, a label is dropped
+    when it is far from every model's prediction (`implausible_error_ratio` × the champion's
+    holdout RMSE from both the served and the shadow prediction), or when its sender (the user id
+    nginx passes) or its client address already gave `max_per_sender` / `max_per_address` labels.
+    """
+
+    max_per_sender: int
+    max_per_address: int
+    implausible_error_ratio: float
+
+
+@dataclass(frozen=True)
 class Policy:
     """Everything the judge decides by; loaded from policy.yaml (see mlstack.rollout.policy)."""
 
@@ -82,6 +97,7 @@ class Policy:
     guardrails: Guardrails
     mixing: Mixing
     guard: GuardPolicy
+    labels: LabelPolicy
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +121,9 @@ class ArmEvidence:
     # Distinct users: the unit the sticky split randomizes, so the unit of the sample-ratio check
     # (requests cluster by user and would flag a healthy split). 0: not counted (then requests are used).
     users: int = 0
+    # Labels reported but not counted (LabelPolicy): beyond a sender's or an address's share, or implausible.
+    labels_over_cap: int = 0
+    labels_implausible: int = 0
 
 
 @dataclass(frozen=True)
@@ -242,8 +261,17 @@ def _limit_check(metric: str, est: tuple[float, float], n: int, tau: float, alph
 def decide(evidence: ABEvidence | GuardEvidence, policy: Policy) -> Decision:
     """Return the decision the evidence supports under the policy (same input, same output)."""
     if evidence.kind == "ab":
-        return _decide_ab(evidence, policy)  # type: ignore[arg-type]
-    return _decide_guard(evidence, policy)  # type: ignore[arg-type]
+        decision = _decide_ab(evidence, policy)  # type: ignore[arg-type]
+        arms = (evidence.champion, evidence.challenger)  # type: ignore[union-attr]
+    else:
+        decision = _decide_guard(evidence, policy)  # type: ignore[arg-type]
+        arms = (evidence.champion,)
+    over_cap, implausible = sum(a.labels_over_cap for a in arms), sum(a.labels_implausible for a in arms)
+    if over_cap or implausible:  # said with every decision: what the evidence left out, and why
+        decision = replace(decision, reason=f"{decision.reason} ({over_cap + implausible} reported labels not "
+                                            f"counted: {over_cap} beyond a sender's or address's share, "
+                                            f"{implausible} implausible)")
+    return decision
 
 
 def _gate(metric: str, n_a: int, n_b: int, need: int) -> Check:

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from mlstack.rollout.judge import GuardPolicy, Guardrails, Mixing, Policy
+from mlstack.rollout.judge import GuardPolicy, Guardrails, LabelPolicy, Mixing, Policy
 
 DEFAULT = Path(__file__).with_name("policy.yaml")
 
@@ -27,7 +27,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     if missing:
         raise PolicyError(f"{where}: missing setting(s) {', '.join(sorted(missing))}")
     values = {}
-    nested = {"guardrails": Guardrails, "mixing": Mixing, "guard": GuardPolicy}
+    nested = {"guardrails": Guardrails, "mixing": Mixing, "guard": GuardPolicy, "labels": LabelPolicy}
     for name, value in data.items():
         if name in nested and cls is Policy:
             if not isinstance(value, dict):
@@ -58,7 +58,9 @@ def parse_policy(text: str, where: str = "policy") -> Policy:
 
 
 def policy_from_dict(data: dict[str, Any]) -> Policy:
-    """Rebuild a policy stored in the audit trail."""
+    """Rebuild a policy stored in the audit trail (one stored before `labels` existed counted every label)."""
+    if "labels" not in data:
+        data = {**data, "labels": {"max_per_sender": 1 << 62, "max_per_address": 1 << 62, "implausible_error_ratio": 1e300}}
     return _build(Policy, data, "stored policy")
 
 

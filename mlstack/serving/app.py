@@ -11,6 +11,7 @@ import csv
 import hashlib
 import hmac
 import io
+import ipaddress
 import json
 import logging
 import os
@@ -79,6 +80,20 @@ class Serving:
         random = os.urandom(16 * n).hex()
         return [(raw := random[i:i + 32]) + self._mac(raw) for i in range(0, 32 * n, 32)]
 
+    def address_hash(self, address: str) -> str | None:
+        """A keyed hash of a public client address (labels are counted per address without storing any).
+
+        None for this machine's and private networks' addresses: there every client is one address
+        (127.0.0.1, a Compose gateway, an office NAT), so only the per-sender cap applies to them.
+        """
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        if not ip.is_global:  # loopback, private, link-local, shared (CGNAT) and reserved ranges
+            return None
+        return hmac.digest(self.secret, b"address:" + ip.packed, "sha256").hex()[:32]
+
     def issued(self, prediction_id: str) -> bool:
         """Return True if this stack issued the id (its MAC matches): no database lookup needed."""
         if len(prediction_id) != 48:
@@ -124,6 +139,11 @@ def serving() -> Serving:
 def _user_hash() -> str | None:
     user = request.headers.get("X-User-Id")
     return hashlib.sha256(user.encode()).hexdigest()[:32] if user else None
+
+
+def _client_address() -> str:
+    """The client's address: nginx's X-Real-IP (it overwrites whatever a client sends), else the peer."""
+    return request.headers.get("X-Real-IP") or request.remote_addr or ""
 
 
 def _json_body() -> Any:
@@ -318,7 +338,8 @@ def feedback() -> tuple[Response, int]:
     if not s.issued(fb.prediction_id):
         raise ApiError(404, "unknown_prediction", "no prediction has this id",
                        {"prediction_id": "was not issued by this service"})
-    s.predlog.record("feedback", {"prediction_id": fb.prediction_id, "actual": fb.actual, "received_at": time.time()})
+    s.predlog.record("feedback", {"prediction_id": fb.prediction_id, "actual": fb.actual, "received_at": time.time(),
+                                  "sender_hash": _user_hash(), "address_hash": s.address_hash(_client_address())})
     metrics.FEEDBACK.labels(s.settings.SLOT).inc()
     return jsonify(prediction_id=fb.prediction_id, status="accepted"), 202
 

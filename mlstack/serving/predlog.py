@@ -103,12 +103,13 @@ def write_rows(engine: Engine, records: list[tuple[str, dict[str, Any]]]) -> Non
     """Insert journal records [(kind, row)] idempotently, predictions before feedback."""
     columns = [c.name for c in predictions.columns]  # rows journaled before a column existed get None
     preds = [{c: row.get(c) for c in columns} for row in (_decode(r) for k, r in records if k == "prediction")]
+    fb_columns = [c.name for c in feedback.columns]
     fbs: dict[str, dict[str, Any]] = {}
     for k, r in records:
         if k == "feedback":
-            fbs[r["prediction_id"]] = _decode(r)  # last write wins within a batch too
+            fbs[r["prediction_id"]] = {c: row.get(c) for row in [_decode(r)] for c in fb_columns}  # last write wins
     _upsert(engine, predictions, preds, update=[])
-    _upsert(engine, feedback, list(fbs.values()), update=["actual", "received_at"])
+    _upsert(engine, feedback, list(fbs.values()), update=["actual", "received_at", "sender_hash", "address_hash"])
     _upsert(engine, request_stats, [_decode(r) for k, r in records if k == "request_stats"], update=[])
 
 

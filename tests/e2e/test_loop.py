@@ -274,6 +274,41 @@ def test_a_better_challenger_is_promoted_by_evaluate_ab(deployment, api, rows, c
     one_message(deployment, "promoted", before)
 
 
+def _tick(deployment, dag_id: str) -> dict:
+    """One judge tick as the DAG's task runs it, from this machine, against the stack's databases and registry."""
+    import os
+
+    code = f"import json; from mlstack.rollout.actions import dag_tick; print(json.dumps(dag_tick({dag_id!r})))"
+    env = {**os.environ, **deployment.client_env()}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_one_user_with_500_false_labels_causes_no_rollback_and_no_promotion(deployment, rows, contract):
+    """Label poisoning: beside real users' labels, one person reports the highest price for 500 of their predictions."""
+    reg = registry(deployment)
+    before = reg.aliases()
+    report = Simulator(deployment.settings.WEB_PORT, rows, contract, rate=20, threads=2, feedback_delay=0.3,
+                       seed=7).run(20)
+    assert report.feedback_sent >= 300, report.as_dict()
+    records = [{k: (None if v != v else v) for k, v in r.items()}  # NaN (v != v) is null in JSON
+               for r in rows[contract.feature_names].head(500).astype(object).to_dict("records")]
+    poisoned = 0
+    for record in records:
+        status, body = post(deployment, "/api/predict", record, "poisoner")
+        assert status == 200, body
+        status, _ = post(deployment, "/api/feedback", {"prediction_id": body["prediction_id"],
+                                                        "actual": contract.target.maximum}, "poisoner")
+        poisoned += status == 202
+    assert poisoned == 500
+    time.sleep(2)  # the slots' prediction logs flush every PREDICTION_FLUSH_SECONDS
+    guard, ab = _tick(deployment, "guard_champion"), _tick(deployment, "evaluate_ab")
+    assert guard["action"] == "KEEP" and ab["action"] in ("HOLD", "KEEP"), (guard, ab)
+    assert "reported labels not counted" in guard["reason"], guard
+    assert reg.aliases() == before
+
+
 def test_a_degraded_champion_is_rolled_back_by_guard_champion(deployment, api, rows, contract):
     reg = registry(deployment)
     champion, previous = reg.alias_version(CHAMPION), reg.alias_version(PREVIOUS_CHAMPION)

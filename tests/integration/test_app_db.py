@@ -22,7 +22,7 @@ def store(request, pg_database, tmp_path):
     engine = create_engine(url)
     upgrade(engine)
     upgrade(engine)  # idempotent
-    assert current(engine) == head() == "0004"
+    assert current(engine) == head() == "0005"
     yield EventStore(engine)
     engine.dispose()
 

@@ -192,3 +192,27 @@ def test_too_deep_bounds_parsed_values_without_recursion():
         node.append([])
         node = node[0]
     assert too_deep(deep) and not too_deep(deep, limit=200_000)
+
+
+def test_feedback_records_its_sender_and_a_keyed_hash_of_public_addresses_only(slot):
+    import sqlalchemy as sa
+
+    from mlstack.db.migrate import upgrade
+
+    client, settings = slot
+    state = client.application.extensions["mlstack"]
+    upgrade(state.predlog.engine)
+    sent = {}
+    for address in ("81.2.69.160", "127.0.0.1", "172.18.0.1", "not an address"):
+        pid = client.post("/predict", json=hostile.RECORD, headers={"X-User-Id": "u1"}).get_json()["prediction_id"]
+        resp = client.post("/feedback", json={"prediction_id": pid, "actual": 250_000.0},
+                           headers={"X-User-Id": "u1", "X-Real-IP": address})
+        assert resp.status_code == 202
+        sent[pid] = address
+    assert state.predlog.flush(final=True)
+    with state.predlog.engine.connect() as conn:
+        rows = {r.prediction_id: r for r in conn.execute(sa.text("SELECT * FROM feedback"))}
+    hashes = {sent[pid]: (r.sender_hash, r.address_hash) for pid, r in rows.items()}
+    assert len({sender for sender, _ in hashes.values()}) == 1
+    assert hashes["81.2.69.160"][1] is not None and "81.2" not in hashes["81.2.69.160"][1]
+    assert [hashes[a][1] for a in ("127.0.0.1", "172.18.0.1", "not an address")] == [None, None, None]
