@@ -136,7 +136,7 @@ def cmd_registry_show(args: argparse.Namespace, console: Console) -> int:
 
     engine = create_engine(settings.APP_DATABASE_URL)
     upgrade(engine)
-    store = EventStore(engine)
+    store = EventStore(engine, settings.audit_key())
     events = store.recent(settings.MODEL_NAME, limit=args.events)
     ev = Table(title=f"Recent model events (app database; chain {'verified' if store.verify().ok else 'BROKEN'})")
     for col in ("id", "time (UTC)", "actor", "action", "alias", "before → after", "reason"):
@@ -161,9 +161,13 @@ def _app_engine():  # noqa: ANN202
 def cmd_audit_verify(args: argparse.Namespace, console: Console) -> int:
     from mlstack.db.events import EventStore
 
-    check = EventStore(_app_engine()).verify()
+    key = settings_mod.load(settings_mod.TrainingSettings).audit_key()
+    check = EventStore(_app_engine(), key).verify(full=args.full, checkpoint=True)
     if check.ok:
-        console.print(f"[green]audit chain verified[/green]: {check.rows} event(s), each holding the sha256 of the one before")
+        since = (f"; {check.checked} read after the signed checkpoint at event #{check.since_checkpoint}"
+                 if check.since_checkpoint else "")
+        console.print(f"[green]audit chain verified[/green]: {check.rows} event(s), each holding the sha256 of the one "
+                      f"before{since}")
         return 0
     console.print(f"[red]audit chain BROKEN[/red] at event #{check.broken_id} ({check.rows} checked): {check.problem}")
     return 1
@@ -316,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="the audit trail of model decisions (model_events)")
     asub = audit.add_subparsers(dest="audit_command", required=True)
-    asub.add_parser("verify", help="check the hash chain of every event").set_defaults(func=cmd_audit_verify)
+    verify = asub.add_parser("verify", help="check the hash chain (from the last signed checkpoint; --full: from the first event)")
+    verify.add_argument("--full", action="store_true", help="ignore checkpoints and check every event from the first")
+    verify.set_defaults(func=cmd_audit_verify)
     explain = asub.add_parser("explain", help="re-run the judge on a decision's stored evidence")
     explain.add_argument("event_id", type=int)
     explain.set_defaults(func=cmd_audit_explain)

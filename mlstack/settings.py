@@ -77,6 +77,15 @@ class _MlflowCredentials(_Settings):
         return self
 
 
+class _AuditKey(_Settings):
+    """The key that signs the audit chain's checkpoints (mlstack.db.events); none: verify from the first row."""
+
+    AUDIT_SIGNING_KEY: SecretStr | None = Field(None, min_length=32)
+
+    def audit_key(self) -> bytes | None:
+        return self.AUDIT_SIGNING_KEY.get_secret_value().encode() if self.AUDIT_SIGNING_KEY else None
+
+
 class _MlflowClient(_MlflowCredentials):
     """How hard an MLflow client retries each request (MLflow's own default retries for minutes)."""
 
@@ -103,7 +112,7 @@ class _SlotUrls(_Settings):
         return self
 
 
-class TrainingSettings(_MlflowClient):
+class TrainingSettings(_MlflowClient, _AuditKey):
     """Settings of the trainer: the CLI, the bootstrap job and (later) the Airflow tasks."""
 
     MLFLOW_TRACKING_URI: str = ""
@@ -225,7 +234,7 @@ class BackendSettings(_MlflowClient):
         return self
 
 
-class FrontendSettings(_MlflowClient, _SlotUrls):
+class FrontendSettings(_MlflowClient, _SlotUrls, _AuditKey):
     """Settings of the web frontend (the form, the result and feedback pages, the status page)."""
 
     MODEL_NAME: str = "house-price"

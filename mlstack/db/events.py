@@ -2,11 +2,18 @@
 
 Each row stores the sha256 of the previous row (`prev_hash`) and its own (`row_hash`, over its
 content and `prev_hash`), so an edited, deleted or reordered row breaks `verify()`.
+
+Verifying from the first row costs the whole history. With a signing key (AUDIT_SIGNING_KEY),
+`verify(checkpoint=True)` records a signed checkpoint (the last row verified and its hash) and
+later verifications start from the newest checkpoint whose signature holds and whose row still
+has that hash: the status page and `audit verify` cost the events since, not the history.
+`verify(full=True)` still checks everything from the first row.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from mlstack.db.schema import model_events
+from mlstack.db.schema import audit_checkpoints, model_events
 
 GENESIS = "0" * 64
 
@@ -69,13 +76,38 @@ class ChainCheck:
     rows: int
     broken_id: int | None = None
     problem: str = ""
+    checked: int = 0  # rows read this time (the rest was vouched for by a signed checkpoint)
+    since_checkpoint: int | None = None  # the event id verification started after, if any
 
 
 class EventStore:
     """The `model_events` table of one app database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, signing_key: bytes | None = None) -> None:
         self.engine = engine
+        self.signing_key = signing_key
+
+    def _sign(self, event_id: int, row_hash_: str, rows: int) -> str:
+        assert self.signing_key is not None
+        return hmac.new(self.signing_key, f"{event_id}:{row_hash_}:{rows}".encode(), "sha256").hexdigest()
+
+    def _start(self, conn: Connection) -> tuple[int, str, int]:
+        """(event id, its hash, rows up to it) of the newest checkpoint that holds; (0, GENESIS, 0) if none."""
+        if self.signing_key is None:
+            return 0, GENESIS, 0
+        c, e = audit_checkpoints.c, model_events.c
+        for cp in conn.execute(sa.select(audit_checkpoints).order_by(c.id.desc()).limit(20)):
+            if not hmac.compare_digest(cp.signature, self._sign(cp.event_id, cp.row_hash, cp.rows)):
+                continue  # forged or signed with another key: not trusted
+            found = conn.execute(sa.select(model_events).where(e.id == cp.event_id)).first()
+            if found is None:
+                continue
+            row = dict(found._mapping)
+            if row["event_time"].tzinfo is None:
+                row["event_time"] = row["event_time"].replace(tzinfo=UTC)
+            if row["row_hash"] == cp.row_hash == row_hash(row["prev_hash"], row):  # the row itself is intact
+                return cp.event_id, cp.row_hash, cp.rows
+        return 0, GENESIS, 0
 
     def _lock(self, conn: Connection) -> None:
         # Serialize appenders so two writers cannot both chain onto the same last row.
@@ -122,19 +154,33 @@ class EventStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def verify(self) -> ChainCheck:
-        """Recompute every row's hash in id order; report the first row that does not match."""
-        prev = GENESIS
-        count = 0
+    def verify(self, *, full: bool = False, checkpoint: bool = False) -> ChainCheck:
+        """Recompute each row's hash in id order, from the newest valid checkpoint (or the first row).
+
+        `checkpoint=True` records a signed checkpoint at the last row when the chain holds (needs
+        the signing key); `full=True` ignores checkpoints.
+        """
         with self.engine.connect() as conn:
-            for r in conn.execute(sa.select(model_events).order_by(model_events.c.id)):
+            start, prev, count = (0, GENESIS, 0) if full else self._start(conn)
+            checked = 0
+            last_id = start
+            query = sa.select(model_events).where(model_events.c.id > start).order_by(model_events.c.id)
+            for r in conn.execute(query.execution_options(yield_per=1000)):
                 row = dict(r._mapping)
                 if row["event_time"].tzinfo is None:  # SQLite returns naive UTC
                     row["event_time"] = row["event_time"].replace(tzinfo=UTC)
                 count += 1
+                checked += 1
                 if row["prev_hash"] != prev:
-                    return ChainCheck(False, count, row["id"], "prev_hash does not match the previous row")
+                    return ChainCheck(False, count, row["id"], "prev_hash does not match the previous row", checked,
+                                      start or None)
                 if row_hash(prev, row) != row["row_hash"]:
-                    return ChainCheck(False, count, row["id"], "row content does not match its hash")
-                prev = row["row_hash"]
-        return ChainCheck(True, count)
+                    return ChainCheck(False, count, row["id"], "row content does not match its hash", checked,
+                                      start or None)
+                prev, last_id = row["row_hash"], row["id"]
+        if checkpoint and self.signing_key is not None and last_id > start:
+            with self.engine.begin() as conn:
+                conn.execute(audit_checkpoints.insert().values(
+                    event_id=last_id, row_hash=prev, rows=count, created_at=datetime.now(UTC),
+                    signature=self._sign(last_id, prev, count)))
+        return ChainCheck(True, count, checked=checked, since_checkpoint=start or None)

@@ -26,6 +26,19 @@ model_events = sa.Table(
 )
 sa.Index("ix_model_events_model_time", model_events.c.model_name, model_events.c.event_time)
 
+# Signed checkpoints of the audit chain: "rows up to event_id verified, the last one hashed row_hash".
+# Verification starts at the newest checkpoint whose signature (HMAC with AUDIT_SIGNING_KEY) holds.
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.Integer, nullable=False),
+    sa.Column("row_hash", sa.String(64), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("signature", sa.String(64), nullable=False),
+)
+
 predictions = sa.Table(
     "predictions",
     metadata,

@@ -22,7 +22,7 @@ def store(request, pg_database, tmp_path):
     engine = create_engine(url)
     upgrade(engine)
     upgrade(engine)  # idempotent
-    assert current(engine) == head() == "0005"
+    assert current(engine) == head() == "0006"
     yield EventStore(engine)
     engine.dispose()
 
@@ -57,6 +57,49 @@ def test_deleted_row_is_detected(store):
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM model_events WHERE id = 2"))
     assert store.verify().broken_id == 3
+
+
+def _events(store, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        store.append(ModelEvent("t", "judge_guard", "m", f"tick {i}", metrics={"i": i}))
+
+
+def test_verification_starts_at_the_last_signed_checkpoint(store):
+    signed = EventStore(store.engine, b"k" * 32)
+    _events(signed, 50)
+    first = signed.verify(checkpoint=True)
+    assert first.ok and (first.rows, first.checked, first.since_checkpoint) == (50, 50, None)
+    _events(signed, 3, start=50)
+    again = signed.verify(checkpoint=True)
+    assert again.ok and (again.rows, again.checked, again.since_checkpoint) == (53, 3, 50)
+    assert signed.verify().checked == 0  # nothing new since the checkpoint at #53
+    assert signed.verify(full=True).checked == 53
+
+
+def test_a_checkpoint_does_not_hide_tampering_after_it_or_with_it(store):
+    signed = EventStore(store.engine, b"k" * 32)
+    _events(signed, 10)
+    assert signed.verify(checkpoint=True).ok
+    _events(signed, 5, start=10)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE model_events SET reason = 'edited' WHERE id = 12"))
+    assert signed.verify().broken_id == 12  # after the checkpoint: found reading 5 rows
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE model_events SET reason = 'tick 11' WHERE id = 12"))
+        conn.execute(sa.text("UPDATE model_events SET reason = 'edited' WHERE id = 10"))  # the checkpointed row
+    check = signed.verify()
+    assert not check.ok and check.broken_id == 10 and check.since_checkpoint is None  # the checkpoint no longer holds
+
+
+def test_a_forged_checkpoint_is_not_trusted(store):
+    signed = EventStore(store.engine, b"k" * 32)
+    _events(signed, 10)
+    assert EventStore(store.engine, b"another key, 32 characters long!").verify(checkpoint=True).ok
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE model_events SET reason = 'edited' WHERE id = 3"))
+    check = signed.verify()  # the only checkpoint is signed with another key: read from the first row
+    assert not check.ok and check.broken_id == 3 and check.checked == 3
+    assert not EventStore(store.engine).verify(checkpoint=True).ok  # no key: never a checkpoint, always from the first
 
 
 def test_postgres_init_script_is_idempotent(pg_database):
