@@ -80,16 +80,19 @@ def _too_deep_error(limit: int) -> BodyRefused:
                        f"must nest arrays and objects at most {limit} levels deep")
 
 
+def _too_large(limit: int | None) -> BodyRefused:
+    return BodyRefused(413, "payload_too_large", f"the request body is larger than {limit} bytes",
+                       f"must be at most {limit} bytes")
+
+
 def _raw(request: Request) -> bytes:
     limit = request.max_content_length
     try:
         data = request.get_data(cache=True)
     except RequestEntityTooLarge as exc:
-        raise BodyRefused(413, "payload_too_large", f"the request body is larger than {limit} bytes",
-                          f"must be at most {limit} bytes") from exc
+        raise _too_large(limit) from exc
     if limit is not None and len(data) > limit:  # a chunked body has no Content-Length to check first
-        raise BodyRefused(413, "payload_too_large", f"the request body is larger than {limit} bytes",
-                          f"must be at most {limit} bytes")
+        raise _too_large(limit)
     return data
 
 
@@ -161,8 +164,7 @@ def require_form(request: Request) -> None:
                           "must be a form (multipart/form-data needs a boundary parameter)")
     limit = request.max_content_length
     if limit is not None and request.content_length is not None and request.content_length > limit:
-        raise BodyRefused(413, "payload_too_large", f"the request body is larger than {limit} bytes",
-                          f"must be at most {limit} bytes")
+        raise _too_large(limit)
 
 
 def request_id(header: str | None) -> str:

@@ -68,6 +68,14 @@ def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _stored(result_row: Any) -> dict[str, Any]:
+    """A model_events row as hashed: its event time in UTC (SQLite returns naive UTC)."""
+    row = dict(result_row._mapping)
+    if row["event_time"].tzinfo is None:
+        row["event_time"] = row["event_time"].replace(tzinfo=UTC)
+    return row
+
+
 @dataclass(frozen=True)
 class ChainCheck:
     """The result of verifying the chain: ok, rows checked, and the first broken row if any."""
@@ -102,9 +110,7 @@ class EventStore:
             found = conn.execute(sa.select(model_events).where(e.id == cp.event_id)).first()
             if found is None:
                 continue
-            row = dict(found._mapping)
-            if row["event_time"].tzinfo is None:
-                row["event_time"] = row["event_time"].replace(tzinfo=UTC)
+            row = _stored(found)
             if row["row_hash"] == cp.row_hash == row_hash(row["prev_hash"], row):  # the row itself is intact
                 return cp.event_id, cp.row_hash, cp.rows
         return 0, GENESIS, 0
@@ -166,9 +172,7 @@ class EventStore:
             last_id = start
             query = sa.select(model_events).where(model_events.c.id > start).order_by(model_events.c.id)
             for r in conn.execute(query.execution_options(yield_per=1000)):
-                row = dict(r._mapping)
-                if row["event_time"].tzinfo is None:  # SQLite returns naive UTC
-                    row["event_time"] = row["event_time"].replace(tzinfo=UTC)
+                row = _stored(r)
                 count += 1
                 checked += 1
                 if row["prev_hash"] != prev:

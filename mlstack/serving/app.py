@@ -146,13 +146,6 @@ def _client_address() -> str:
     return request.headers.get("X-Real-IP") or request.remote_addr or ""
 
 
-def _json_body() -> Any:
-    try:
-        return read_json(request)
-    except BodyRefused as exc:
-        raise ApiError(exc.status, exc.error, exc.message, exc.fields) from exc
-
-
 def _log_row(s: Serving, model: LoadedModel, prediction_id: str, created_at: float, user_hash: str | None,
              record: dict[str, Any], value: float, latency_ms: float,
              shadow: tuple[str, float] | None = None) -> dict[str, Any]:
@@ -202,7 +195,7 @@ api = Blueprint("api", __name__)
 @api.post("/predict")
 def predict() -> Response:
     s = serving()
-    record = _validate(s, _json_body())
+    record = _validate(s, read_json(request))
     model = s.model()
     g.model = model
     fault = _apply_fault(s)
@@ -268,13 +261,10 @@ def predict_batch() -> Response:
     s = serving()
     limit = s.settings.BATCH_MAX_ROWS
     if request.mimetype in ("text/csv", "multipart/form-data"):
-        try:
-            check_encoding_headers(request)
-        except BodyRefused as exc:
-            raise ApiError(exc.status, exc.error, exc.message, exc.fields) from exc
+        check_encoding_headers(request)
         rows = _csv_rows(s)
     else:
-        body = _json_body()
+        body = read_json(request)
         if not isinstance(body, dict) or set(body) != {"records"} or not isinstance(body["records"], list):
             raise ApiError(422, "validation_error", 'send {"records": [...]} or a CSV file',
                            {"records": "must be the only key, holding a list of records"})
@@ -324,7 +314,7 @@ def predict_batch() -> Response:
 @api.post("/feedback")
 def feedback() -> tuple[Response, int]:
     s = serving()
-    body = _json_body()
+    body = read_json(request)
     if not isinstance(body, dict):
         raise ApiError(422, "validation_error", "send a JSON object", {"(body)": "must be a JSON object"})
     try:
@@ -417,7 +407,7 @@ def _after(response: Response) -> Response:
     return response
 
 
-def _api_error(exc: ApiError) -> tuple[Response, int]:
+def _api_error(exc: ApiError | BodyRefused) -> tuple[Response, int]:
     return jsonify(error=exc.error, message=exc.message, fields=exc.fields), exc.status
 
 
@@ -503,6 +493,7 @@ def create_app(settings: BackendSettings | None = None, *, start: bool = True) -
     app.before_request(_before)
     app.after_request(_after)
     app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(BodyRefused, _api_error)  # an unreadable body: the same JSON error shape
     app.register_error_handler(SpillFull, _spill_full)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
