@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -107,6 +108,18 @@ def test_every_service_is_healthy(deployment):
         assert "could not be pulled" in deployment.console.export_text(clear=False)
 
 
+def _docker_time(text):
+    """Docker's RFC 3339 times carry nanoseconds with trailing zeros dropped ("17.09895Z") and a zone that
+    may be "Z" or an offset; Python's parser takes at most microseconds."""
+    from datetime import datetime
+
+    match = re.fullmatch(r"(.+T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    assert match, text
+    whole, fraction, zone = match.groups()
+    return datetime.fromisoformat(f"{whole}.{(fraction or '0')[:6].ljust(6, '0')}"
+                                  f"{'+00:00' if zone == 'Z' else zone}")
+
+
 def test_health_checks_are_cheap(deployment):
     """Each Compose health check is one HTTP request (or pg_isready): per container, the typical check of its
     log takes well under a second or two. The `airflow jobs check` they replaced took 8-16 s every time; a
@@ -114,15 +127,13 @@ def test_health_checks_are_cheap(deployment):
     median is judged, not the slowest."""
     if deployment.mode == "native":
         pytest.skip("native mode's supervisor checks health from one process, without per-check processes")
-    from datetime import datetime
     from statistics import median
 
     ids = deployment.compose("ps", "--quiet").stdout.split()
     typical = {}
     for state in json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True,
                                            check=True).stdout):
-        took = [(datetime.fromisoformat(entry["End"][:26] + "+00:00")
-                 - datetime.fromisoformat(entry["Start"][:26] + "+00:00")).total_seconds()
+        took = [(_docker_time(entry["End"]) - _docker_time(entry["Start"])).total_seconds()
                 for entry in (state["State"].get("Health") or {}).get("Log", [])]
         if took:
             typical[state["Name"]] = median(took)
