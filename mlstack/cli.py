@@ -166,8 +166,9 @@ def cmd_audit_verify(args: argparse.Namespace, console: Console) -> int:
     if check.ok:
         since = (f"; {check.checked} read after the signed checkpoint at event #{check.since_checkpoint}"
                  if check.since_checkpoint else "")
+        archived = f"; {check.archived} archived under signed gaps" if check.archived else ""
         console.print(f"[green]audit chain verified[/green]: {check.rows} event(s), each holding the sha256 of the one "
-                      f"before{since}")
+                      f"before{since}{archived}")
         return 0
     console.print(f"[red]audit chain BROKEN[/red] at event #{check.broken_id} ({check.rows} checked): {check.problem}")
     return 1
@@ -203,6 +204,27 @@ def cmd_audit_explain(args: argparse.Namespace, console: Console) -> int:
         return 0
     console.print("[red]NOT reproduced[/red]: the stored decision differs from what the judge decides now")
     return 1
+
+
+def cmd_archive(args: argparse.Namespace, console: Console) -> int:
+    from mlstack.lifecycle import ArchiveError, archive_history
+
+    try:
+        report = archive_history(dry_run=args.dry_run)
+    except ArchiveError as exc:
+        console.print(f"[red]archive incomplete[/red]: {escape(str(exc))}")
+        return 1
+    table = Table(title=("would archive (dry run)" if args.dry_run else "archived") + " to the bucket, then deleted")
+    for col in ("table", "older than (UTC)", "rows", "files", "bytes", "note"):
+        table.add_column(col)
+    for t in report["tables"].values():
+        note = "retention raised to the policy's longest window" if t["raised_to_floor"] else ""
+        table.add_row(t["table"], t["cutoff"][:16].replace("T", " "), f"{t['rows']:,}", str(len(t["files"])),
+                      f"{t['bytes']:,}", note)
+    console.print(table)
+    console.print(f"log files deleted: {report['log_files_deleted']} ({report['log_bytes_deleted']:,} bytes); "
+                  f"floor {report['floor_days']:g} days; {report['seconds']} s")
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
@@ -326,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain = asub.add_parser("explain", help="re-run the judge on a decision's stored evidence")
     explain.add_argument("event_id", type=int)
     explain.set_defaults(func=cmd_audit_explain)
+
+    archive = sub.add_parser("archive", help="archive what outlived its retention to the bucket as Parquet, then "
+                                             "delete it (what the archive_history DAG runs daily)")
+    archive.add_argument("--dry-run", action="store_true", help="report what would be archived; change nothing")
+    archive.set_defaults(func=cmd_archive)
 
     storage = sub.add_parser("storage", help="object store")
     ssub = storage.add_subparsers(dest="storage_command", required=True)

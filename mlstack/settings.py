@@ -271,11 +271,28 @@ class StorageSettings(_Settings):
     S3_SECRET_ACCESS_KEY: SecretStr
 
     @model_validator(mode="after")
-    def _derive(self) -> StorageSettings:
+    def _derive_endpoint(self) -> StorageSettings:
         _port(self.S3_PORT, "S3_PORT")
         if not self.S3_ENDPOINT_URL:
             self.S3_ENDPOINT_URL = f"http://127.0.0.1:{self.S3_PORT}"
         return self
+
+
+class RetentionSettings(MonitoringSettings):
+    """How long each kind of record stays in the app database before the archive_history DAG (mlstack.lifecycle)
+    archives it to the bucket as Parquet and deletes it. The judge's and the drift monitor's windows (policy
+    file) are a floor: what they still read is never expired, whatever these say."""
+
+    RETAIN_PREDICTIONS_DAYS: float = Field(30, gt=0, le=3650)  # predictions, with their feedback
+    RETAIN_REQUEST_STATS_DAYS: float = Field(30, gt=0, le=3650)
+    RETAIN_JUDGE_TICKS_DAYS: float = Field(14, gt=0, le=3650)  # judge decisions that changed nothing
+    RETAIN_LOGS_DAYS: float = Field(14, gt=0, le=3650)  # Airflow task logs, drift reports and retraining files
+    ARCHIVE_PREFIX: str = Field("archive", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+    ARCHIVE_SCHEDULE: str = "@daily"
+
+
+class LifecycleSettings(RetentionSettings, StorageSettings):
+    """Settings of the archive_history task: the retention, and the bucket it archives to."""
 
 
 class SlackSinkSettings(_Settings):

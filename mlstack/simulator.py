@@ -140,8 +140,9 @@ class Simulator:
                 left = bool(self._pending)
             for _, pid, actual, user in due:  # the person who got the estimate reports its true value
                 try:
-                    status, _ = self._post(conn, "/api/feedback", {"prediction_id": pid, "actual": actual}, user)
-                except (OSError, http.client.HTTPException):
+                    status, body = self._post(conn, "/api/feedback", {"prediction_id": pid, "actual": actual}, user)
+                except (OSError, http.client.HTTPException) as exc:
+                    body = repr(exc)
                     conn.close()
                     conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
                     status = 0
@@ -150,6 +151,8 @@ class Simulator:
                         self.report.feedback_sent += 1
                     else:
                         self.report.feedback_failed += 1
+                        if len(self.report.errors) < 20:
+                            self.report.errors.append(f"feedback {status or 'connection failed'}: {body}")
             if now > until and not left:
                 break
             time.sleep(0.05)

@@ -8,6 +8,10 @@ Verifying from the first row costs the whole history. With a signing key (AUDIT_
 later verifications start from the newest checkpoint whose signature holds and whose row still
 has that hash: the status page and `audit verify` cost the events since, not the history.
 `verify(full=True)` still checks everything from the first row.
+
+Expired judge ticks are archived and then removed (`remove`, called by mlstack.lifecycle): each
+stretch of removed rows leaves a signed `audit_gaps` row (the hash before it, the hash of its last
+row, how many rows, where the archive is), and verification steps over a gap whose signature holds.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from mlstack.db.schema import audit_checkpoints, model_events
+from mlstack.db.schema import audit_checkpoints, audit_gaps, model_events
 
 GENESIS = "0" * 64
 
@@ -86,6 +90,7 @@ class ChainCheck:
     problem: str = ""
     checked: int = 0  # rows read this time (the rest was vouched for by a signed checkpoint)
     since_checkpoint: int | None = None  # the event id verification started after, if any
+    archived: int = 0  # rows stepped over: archived to the bucket, vouched for by a signed gap
 
 
 class EventStore:
@@ -98,6 +103,19 @@ class EventStore:
     def _sign(self, event_id: int, row_hash_: str, rows: int) -> str:
         assert self.signing_key is not None
         return hmac.new(self.signing_key, f"{event_id}:{row_hash_}:{rows}".encode(), "sha256").hexdigest()
+
+    def _sign_gap(self, first_id: int, last_id: int, rows: int, prev_hash: str, last_hash: str, archive: str) -> str:
+        assert self.signing_key is not None
+        text = f"gap:{first_id}:{last_id}:{rows}:{prev_hash}:{last_hash}:{archive}"
+        return hmac.new(self.signing_key, text.encode(), "sha256").hexdigest()
+
+    def _gaps(self, conn: Connection) -> dict[str, tuple[str, int]]:
+        """{hash before a gap: (hash of its last row, rows in it)} for every gap whose signature holds."""
+        if self.signing_key is None:
+            return {}
+        return {g.prev_hash: (g.last_hash, g.rows) for g in conn.execute(sa.select(audit_gaps))
+                if hmac.compare_digest(g.signature, self._sign_gap(g.first_id, g.last_id, g.rows, g.prev_hash,
+                                                                   g.last_hash, g.archive))}
 
     def _start(self, conn: Connection) -> tuple[int, str, int]:
         """(event id, its hash, rows up to it) of the newest checkpoint that holds; (0, GENESIS, 0) if none."""
@@ -168,23 +186,79 @@ class EventStore:
         """
         with self.engine.connect() as conn:
             start, prev, count = (0, GENESIS, 0) if full else self._start(conn)
-            checked = 0
+            gaps = self._gaps(conn)
+            checked = archived = 0
             last_id = start
             query = sa.select(model_events).where(model_events.c.id > start).order_by(model_events.c.id)
             for r in conn.execute(query.execution_options(yield_per=1000)):
                 row = _stored(r)
+                while row["prev_hash"] != prev and prev in gaps:  # archived rows between the two: step over
+                    prev, rows = gaps[prev]
+                    count += rows
+                    archived += rows
                 count += 1
                 checked += 1
                 if row["prev_hash"] != prev:
                     return ChainCheck(False, count, row["id"], "prev_hash does not match the previous row", checked,
-                                      start or None)
+                                      start or None, archived)
                 if row_hash(prev, row) != row["row_hash"]:
                     return ChainCheck(False, count, row["id"], "row content does not match its hash", checked,
-                                      start or None)
+                                      start or None, archived)
                 prev, last_id = row["row_hash"], row["id"]
         if checkpoint and self.signing_key is not None and last_id > start:
             with self.engine.begin() as conn:
                 conn.execute(audit_checkpoints.insert().values(
                     event_id=last_id, row_hash=prev, rows=count, created_at=datetime.now(UTC),
                     signature=self._sign(last_id, prev, count)))
-        return ChainCheck(True, count, checked=checked, since_checkpoint=start or None)
+        return ChainCheck(True, count, checked=checked, since_checkpoint=start or None, archived=archived)
+
+    def remove(self, ids: Iterable[int], archive: str) -> int:
+        """Delete these events (already archived at `archive`) and record a signed gap per stretch removed.
+
+        The newest event is never removed (the next append chains onto it). Needs the signing key:
+        without it a gap could not be told from a deletion. Returns the rows removed."""
+        if self.signing_key is None:
+            raise ValueError("removing audit events needs AUDIT_SIGNING_KEY (set it in .env): without a signed "
+                             "record of what was archived, verification could not tell archiving from tampering")
+        wanted = set(ids)
+        e = model_events.c
+        with self.engine.begin() as conn:
+            self._lock(conn)
+            wanted.discard(conn.execute(sa.select(sa.func.max(e.id))).scalar())
+            if not wanted:
+                return 0
+            gaps = {g.prev_hash: g.rows for g in conn.execute(sa.select(audit_gaps.c.prev_hash, audit_gaps.c.rows))}
+            runs: list[dict[str, Any]] = []
+            run: dict[str, Any] | None = None
+            last_hash = None
+            for r in conn.execute(sa.select(e.id, e.prev_hash, e.row_hash)
+                                  .where(e.id >= min(wanted), e.id <= max(wanted)).order_by(e.id)):
+                if r.id not in wanted:
+                    run = None
+                elif run is None:
+                    run = {"first_id": r.id, "last_id": r.id, "rows": 1, "prev_hash": r.prev_hash,
+                           "last_hash": r.row_hash}
+                    runs.append(run)
+                else:
+                    if r.prev_hash != last_hash:  # an earlier gap lies inside this stretch: it counts too
+                        run["rows"] += gaps.get(last_hash, 0)
+                    run.update(last_id=r.id, last_hash=r.row_hash, rows=run["rows"] + 1)
+                last_hash = r.row_hash
+            now = datetime.now(UTC)
+            conn.execute(audit_gaps.insert(), [
+                {**g, "archive": archive, "created_at": now,
+                 "signature": self._sign_gap(g["first_id"], g["last_id"], g["rows"], g["prev_hash"], g["last_hash"],
+                                             archive)} for g in runs])
+            ordered, removed = sorted(wanted), 0
+            for at in range(0, len(ordered), 1000):
+                chunk = ordered[at:at + 1000]
+                conn.execute(audit_checkpoints.delete().where(audit_checkpoints.c.event_id.in_(chunk)))
+                removed += conn.execute(model_events.delete().where(e.id.in_(chunk))).rowcount
+        return removed
+
+    def archived_in(self, event_id: int) -> str | None:
+        """Where an event removed by `remove` was archived (None if it was never removed this way)."""
+        g = audit_gaps.c
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(g.archive).where(g.first_id <= event_id, g.last_id >= event_id)
+                                .order_by(g.id).limit(1)).scalar()

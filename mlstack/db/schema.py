@@ -39,6 +39,22 @@ audit_checkpoints = sa.Table(
     sa.Column("signature", sa.String(64), nullable=False),
 )
 
+# Stretches of the chain archived to the bucket (expired judge ticks, mlstack.lifecycle): the rows whose
+# chain began after prev_hash and ended with last_hash were removed; signed, so verification can step over.
+audit_gaps = sa.Table(
+    "audit_gaps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("first_id", sa.Integer, nullable=False),
+    sa.Column("last_id", sa.Integer, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+    sa.Column("archive", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("signature", sa.String(64), nullable=False),
+)
+
 predictions = sa.Table(
     "predictions",
     metadata,

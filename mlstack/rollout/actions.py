@@ -80,7 +80,7 @@ def open_context(actor: str, settings: RolloutSettings | None = None) -> Context
     policy, digest = load_policy(settings.JUDGE_POLICY_FILE)
     engine = create_engine(settings.APP_DATABASE_URL)
     upgrade(engine)
-    registry = Registry(connect(settings), settings.MODEL_NAME, EventStore(engine))
+    registry = Registry(connect(settings), settings.MODEL_NAME, EventStore(engine, settings.audit_key()))
     return Context(settings, registry, engine, policy, digest, actor)
 
 

@@ -33,7 +33,11 @@ def explain(engine: Engine, event_id: int) -> Explanation:
     with engine.connect() as conn:
         row = conn.execute(sa.select(model_events).where(model_events.c.id == event_id)).first()
     if row is None:
-        raise LookupError(f"there is no model event #{event_id}")
+        from mlstack.db.events import EventStore
+
+        archive = EventStore(engine).archived_in(event_id)
+        raise LookupError(f"model event #{event_id} expired and was archived to {archive} (read it with pandas or "
+                          "DuckDB)" if archive else f"there is no model event #{event_id}")
     event = dict(row._mapping)
     details = event["details"] or {}
     if "decision" not in details or "evidence" not in details:

@@ -167,7 +167,7 @@ def train(settings: TrainingSettings, *, data_path: Path | None = None, actor: s
     client = connect(settings)
     engine = create_engine(settings.APP_DATABASE_URL)
     upgrade(engine)
-    registry = Registry(client, settings.MODEL_NAME, EventStore(engine))
+    registry = Registry(client, settings.MODEL_NAME, EventStore(engine, settings.audit_key()))
     experiment = mlflow.set_experiment(settings.MLFLOW_EXPERIMENT_NAME)
     progress.finish("connect", f"experiment {experiment.name!r} ({experiment.experiment_id})")
 

@@ -16,7 +16,7 @@ from unittest import mock
 import pytest
 
 from mlstack.native import stack as native_stack
-from mlstack.settings import BackendSettings, FrontendSettings, MonitoringSettings, SlackSinkSettings
+from mlstack.settings import BackendSettings, FrontendSettings, LifecycleSettings, SlackSinkSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ COMPOSE_ONLY = {
 # The settings class each Python service loads (its fields may come from .env natively, from the
 # environment in Compose).
 SETTINGS = {"backend-a": BackendSettings, "backend-b": BackendSettings, "frontend": FrontendSettings,
-            "slack-sink": SlackSinkSettings, "airflow-*": MonitoringSettings}
+            "slack-sink": SlackSinkSettings, "airflow-*": LifecycleSettings}
 # Entrypoints that differ, with the reason.
 ENTRYPOINTS = {
     # natively supervisord runs nginx after mlstack.native rendered the config with render-config.sh;

@@ -47,7 +47,8 @@ def bag(tmp_path_factory):
 
 def test_every_dag_file_imports(bag):
     assert bag["errors"] == {}
-    assert set(bag["dags"]) == {"train_model", "evaluate_ab", "guard_champion", "monitor_drift"}
+    assert set(bag["dags"]) == {"train_model", "evaluate_ab", "guard_champion", "monitor_drift",
+                                 "archive_history"}
 
 
 @pytest.mark.parametrize(("dag_id", "tasks", "edges", "schedule"), [
@@ -55,6 +56,7 @@ def test_every_dag_file_imports(bag):
     ("evaluate_ab", ["evaluate"], [], "* * * * *"),
     ("guard_champion", ["guard"], [], "* * * * *"),
     ("monitor_drift", ["check", "drifted", "retrain"], [["check", "drifted"], ["drifted", "retrain"]], "@hourly"),
+    ("archive_history", ["archive"], [], "@daily"),
 ])
 def test_tasks_edges_and_schedule(bag, dag_id, tasks, edges, schedule):
     dag = bag["dags"][dag_id]

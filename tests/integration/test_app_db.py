@@ -22,7 +22,7 @@ def store(request, pg_database, tmp_path):
     engine = create_engine(url)
     upgrade(engine)
     upgrade(engine)  # idempotent
-    assert current(engine) == head() == "0006"
+    assert current(engine) == head() == "0007"
     yield EventStore(engine)
     engine.dispose()
 
@@ -128,3 +128,44 @@ def test_postgres_init_script_is_idempotent(pg_database):
             for user in users.values():
                 conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{user}"')
         admin.dispose()
+
+
+def test_archived_stretches_leave_signed_gaps_the_chain_steps_over(store):
+    signed = EventStore(store.engine, b"k" * 32)
+    _events(signed, 20)
+    assert signed.verify(checkpoint=True).ok  # a checkpoint at #20, the newest
+    assert signed.remove([*range(3, 8), 10, 11, 12], "s3://b/archive/a.parquet") == 8
+    check = signed.verify(full=True)
+    assert check.ok and (check.rows, check.checked, check.archived) == (20, 12, 8)
+    assert signed.archived_in(5) == "s3://b/archive/a.parquet" and signed.archived_in(9) is None
+    # a later stretch that swallows earlier gaps: the rows of both are counted once
+    assert signed.remove([2, 8, 9, 13], "s3://b/archive/b.parquet") == 4
+    check = signed.verify(full=True)
+    assert check.ok and (check.rows, check.checked, check.archived) == (20, 8, 12)
+    assert signed.archived_in(5) == "s3://b/archive/a.parquet" and signed.archived_in(9) == "s3://b/archive/b.parquet"
+    _events(signed, 2, start=20)
+    assert signed.verify(checkpoint=True).ok and signed.verify(checkpoint=True).rows == 22
+
+
+def test_the_newest_event_is_never_removed_and_removing_needs_the_key(store):
+    signed = EventStore(store.engine, b"k" * 32)
+    _events(signed, 3)
+    assert signed.remove([1, 2, 3], "s3://b/x") == 2
+    with store.engine.connect() as conn:
+        assert [r.id for r in conn.execute(sa.text("SELECT id FROM model_events"))] == [3]
+    _events(signed, 1, start=3)  # chains onto #3
+    assert signed.verify(full=True).ok
+    with pytest.raises(ValueError, match="AUDIT_SIGNING_KEY"):
+        EventStore(store.engine).remove([3], "s3://b/x")
+
+
+def test_a_deletion_with_a_forged_or_foreign_gap_is_detected(store):
+    signed = EventStore(store.engine, b"k" * 32)
+    _events(signed, 10)
+    EventStore(store.engine, b"another key, 32 characters long!").remove([4, 5], "s3://b/x")
+    check = signed.verify(full=True)  # the gap is signed with another key: a deletion
+    assert not check.ok and check.broken_id == 6
+    with store.engine.begin() as conn:  # a gap row written by hand with a made-up signature
+        conn.execute(sa.text("UPDATE audit_gaps SET signature = :s"), {"s": "0" * 64})
+    assert not signed.verify(full=True).ok
+    assert not EventStore(store.engine).verify().ok  # without the key no gap is trusted

@@ -94,3 +94,31 @@ def test_mlflow_login_reaches_the_mlflow_client_through_the_environment(monkeypa
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
     TrainingSettings(_env_file=None, MLFLOW_TRACKING_USERNAME="svc", MLFLOW_TRACKING_PASSWORD="p" * 16)
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "svc" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "p" * 16
+
+
+def test_no_validator_of_a_settings_class_hides_another_of_the_same_name():
+    """Two bases with a validator of one name: the class runs only one (S3_ENDPOINT_URL stayed empty that way)."""
+    import inspect
+
+    from pydantic_settings import BaseSettings
+
+    import mlstack.settings as module
+
+    for _, cls in inspect.getmembers(module, inspect.isclass):
+        if not issubclass(cls, BaseSettings) or cls.__module__ != module.__name__:
+            continue
+        owners: dict[str, str] = {}
+        for base in cls.__mro__:
+            validators = getattr(base, "__pydantic_decorators__", None)
+            for name in (validators.model_validators if validators else {}):
+                if name in vars(base):
+                    assert owners.setdefault(name, base.__name__) == base.__name__, \
+                        f"{cls.__name__}: {owners[name]}.{name} hides {base.__name__}.{name}"
+
+
+def test_the_archive_task_finds_the_bucket_from_the_port_alone(monkeypatch):
+    from mlstack.settings import LifecycleSettings, load
+
+    monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
+    s = load(LifecycleSettings, S3_ACCESS_KEY_ID="k", S3_SECRET_ACCESS_KEY="s", S3_PORT=9123, PREDICTION_ID_SECRET="x" * 32)
+    assert s.S3_ENDPOINT_URL == "http://127.0.0.1:9123"
