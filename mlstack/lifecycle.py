@@ -32,7 +32,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from mlstack.db.schema import feedback, model_events, predictions, request_stats
 from mlstack.settings import LifecycleSettings
@@ -132,11 +132,12 @@ class _Window:
     table: sa.Table
     start: datetime
     end: datetime
-    select: Any  # a SELECT of `table`'s columns, ordered
+    select: Any  # a SELECT of `table`'s columns, ordered (None when the caller hands the rows over)
     key: Callable[[Any], str]  # a row's primary key, for the file's digest
     delete: list[Any]  # statements run after the upload, in order, in the same transaction
 
-    def path(self, prefix: str, digest: str, daily: bool) -> str:
+    def path(self, prefix: str, digest: str) -> str:
+        daily = self.end - self.start >= timedelta(days=1)
         name = f"{digest}.parquet" if daily else f"{self.start:%H}-{digest}.parquet"
         return f"{prefix}/{self.table.name}/day={self.start:%Y-%m-%d}/{name}"
 
@@ -257,7 +258,7 @@ class Archiver:
                 continue
             start = datetime.fromisoformat(day).replace(tzinfo=UTC)
             window = _Window(model_events, start, start + timedelta(days=1), None, lambda r: str(r.id), [])
-            key = self._upload(window, rows, daily=True)
+            key, _ = self._write(window, rows)
             if key is None:
                 rep.skipped_windows += 1
                 continue
@@ -283,7 +284,8 @@ class Archiver:
                     with conn.begin():
                         done = []
                         for window, rep in windows:
-                            key, rows = self._write(conn, window)
+                            key, rows = self._write(window, conn.execute(
+                                window.select.execution_options(yield_per=CHUNK_ROWS)))
                             if key is None and rows:
                                 for _, skipped in windows:
                                     skipped.skipped_windows += 1
@@ -307,14 +309,14 @@ class Archiver:
                                 windows[-1][0].start, exc)
                     windows[-1][1].skipped_windows += 1
 
-    def _write(self, conn: Connection, window: _Window) -> tuple[str | None, int]:
-        """Stream the window's rows into a Parquet file and upload it; (its key, rows), or (None, rows) on failure."""
+    def _write(self, window: _Window, rows: Iterable[Any]) -> tuple[str | None, int]:
+        """Stream the rows into a Parquet file and upload it; (its key, rows), or (None, rows) on failure."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         schema = _arrow_schema(window.table)
         digest = hashlib.sha256()
-        rows = 0
+        count = 0
         with tempfile.TemporaryDirectory(prefix="mlstack-archive-") as tmp:
             path = Path(tmp) / "part.parquet"
             writer = None
@@ -329,30 +331,18 @@ class Archiver:
                 writer.write_table(pa.Table.from_pydict(_columns(window.table, chunk), schema=schema))
                 chunk.clear()
 
-            for row in conn.execute(window.select.execution_options(yield_per=CHUNK_ROWS)):
+            for row in rows:
                 digest.update(window.key(row).encode() + b"\n")
                 chunk.append(row)
-                rows += 1
+                count += 1
                 if len(chunk) >= CHUNK_ROWS:
                     flush()
             flush()
             if writer is None:
                 return None, 0
             writer.close()
-            key = window.path(self.settings.ARCHIVE_PREFIX.strip("/"), digest.hexdigest()[:16], daily=False)
-            return (key if self._put(path, key, window) else None), rows
-
-    def _upload(self, window: _Window, rows: list[Any], daily: bool) -> str | None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        schema = _arrow_schema(window.table)
-        digest = hashlib.sha256(b"".join(window.key(r).encode() + b"\n" for r in rows)).hexdigest()[:16]
-        key = window.path(self.settings.ARCHIVE_PREFIX.strip("/"), digest, daily)
-        with tempfile.TemporaryDirectory(prefix="mlstack-archive-") as tmp:
-            path = Path(tmp) / "part.parquet"
-            pq.write_table(pa.Table.from_pydict(_columns(window.table, rows), schema=schema), path, compression="zstd")
-            return key if self._put(path, key, window) else None
+            key = window.path(self.settings.ARCHIVE_PREFIX.strip("/"), digest.hexdigest()[:16])
+            return (key if self._put(path, key, window) else None), count
 
     def _put(self, path: Path, key: str, window: _Window) -> bool:
         size = path.stat().st_size
