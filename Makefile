@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help install env up down status logs demo doctor backup docs train registry test test-unit test-e2e compose-up compose-down compose-status compose-logs compose-demo compose-check bench bench-compose bench-rollout loadtest audit dashboards lock clean
+.PHONY: help install env up down status logs demo doctor backup docs train registry test test-unit test-e2e compose-up compose-down compose-status compose-logs compose-demo compose-check bench bench-compose bench-rollout chaos loadtest audit dashboards lock clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -102,6 +102,9 @@ loadtest: up ## Locust scenarios headless through nginx (USERS, SPAWN_RATE, DURA
 bench-compose: install env ## Compose from nothing to the first prediction, rebuild after a change, image sizes, idle memory (reports/bench-compose.md)
 	@scripts/install.sh test
 	@$(PY) scripts/bench_compose.py
+
+chaos: up ## 30 min of simulated users while a random service is killed -9 every 2 min; reports/chaos.md (CHAOS_ARGS, e.g. --mode compose)
+	@$(PY) -m mlstack.chaos $(CHAOS_ARGS)
 
 bench-rollout: up ## time a 1%→5% error challenger's retirement by the scheduled evaluate_ab (about 50 min)
 	@$(PY) scripts/bench_rollout.py

@@ -105,6 +105,10 @@ class Deployment:
     def restart(self, service: str) -> None:
         """Restart one service the way an operator would (gracefully), and return once it is running again.
 
+        The frontend and nginx run once each, so nothing could answer while they restart whole: their
+        master keeps the listening socket and replaces its workers (IN_PLACE; new gunicorn workers load
+        the code on disk before they accept, new nginx workers read the config; the old ones finish what
+        they serve). A slot restarts whole while nginx sends its requests to the other slot.
         A deliberate restart does not page: the alerts it would raise are silenced for a few minutes first.
         """
         from mlstack.monitoring.silence import silence_restart
@@ -112,10 +116,49 @@ class Deployment:
         if self.settings.MONITORING_ENABLED:
             silence_restart(f"http://127.0.0.1:{self.settings.ALERTMANAGER_PORT}", service,
                             minutes=max(5.0, self.settings.STARTUP_TIMEOUT_SECONDS / 60))
-        self._restart(service)
+        if service in IN_PLACE:
+            workers = self.workers(service)
+            self._signal(service, IN_PLACE[service])
+            self._wait_replaced(service, workers)
+        else:
+            self._restart(service)
 
     def _restart(self, service: str) -> None:
         raise NotImplementedError
+
+    def _signal(self, service: str, signal: str) -> None:
+        """Send a signal (by name) to a service's main process."""
+        raise NotImplementedError
+
+    def main_pid(self, service: str) -> int:
+        """The process id, on this machine, of a service's main process (gunicorn's or nginx's master)."""
+        raise NotImplementedError
+
+    def kill(self, service: str) -> int:
+        """Kill a service at once, as a crash would (SIGKILL to all its processes); return the pid it had.
+
+        Nothing is silenced: the supervisor (natively) or the engine (Compose) must bring it back."""
+        raise NotImplementedError
+
+    def healthy(self, service: str) -> bool:
+        """Whether one service passes its health check now."""
+        raise NotImplementedError
+
+    def workers(self, service: str) -> set[int]:
+        """The process ids of a service's workers (the main process's children)."""
+        import psutil
+
+        return {p.pid for p in psutil.Process(self.main_pid(service)).children()}
+
+    def _wait_replaced(self, service: str, old: set[int], timeout: float = 60) -> None:
+        """Wait until every old worker has finished and new ones run in its place."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = self.workers(service)
+            if now and not now & old:
+                return
+            time.sleep(0.2)
+        raise StackError(f"{service}: its workers were not replaced within {timeout:.0f} s")
 
     def client_env(self) -> dict[str, str]:
         """The environment a command on the host needs to reach this stack (python -m mlstack ...)."""
@@ -124,6 +167,10 @@ class Deployment:
     def airflow_file(self, path: Path) -> str:
         """Make a file on this machine readable by Airflow's tasks; return the path they see it at."""
         raise NotImplementedError
+
+
+# Services that restart in place, and the signal that does it (gunicorn: reload, nginx: reload).
+IN_PLACE = {"frontend": "HUP", "nginx": "HUP"}
 
 
 def fault_json(**fault: float) -> str | None:
@@ -190,6 +237,9 @@ def main(mode: str, argv: list[str] | None = None) -> int:
     logs.add_argument("services", nargs="*")
     weight = sub.add_parser("ab-weight", help="set the percent of users sent to slot B (0 turns B off)")
     weight.add_argument("percent", type=int)
+    restart = sub.add_parser("restart", help="restart services gracefully, without failing a request "
+                                             "(the frontend and nginx in place, a slot while nginx uses the other)")
+    restart.add_argument("services", nargs="+")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("botocore").setLevel(logging.WARNING)
@@ -208,6 +258,11 @@ def main(mode: str, argv: list[str] | None = None) -> int:
             return stack.logs(args.follow, args.lines, args.services)
         elif args.command == "ab-weight":
             stack.set_ab_weight(args.percent)
+        elif args.command == "restart":
+            for service in args.services:
+                started = time.monotonic()
+                stack.restart(service)
+                console.print(f"{service} restarted in {time.monotonic() - started:.1f} s")
         return 0
     except ValidationError as exc:
         console.print(f"[red]configuration error[/red] (check .env; see .env.example):\n{escape(str(exc))}")

@@ -44,12 +44,59 @@ class Report:
     versions: Counter = field(default_factory=Counter)  # "variant:version" → answered 200
     feedback_sent: int = 0
     feedback_failed: int = 0
+    retried: int = 0  # requests sent again because the server had closed an idle kept-alive connection
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"sent": self.sent, "answered": dict(self.answered), "variants": dict(self.variants),
                 "versions": dict(self.versions), "feedback_sent": self.feedback_sent,
-                "feedback_failed": self.feedback_failed, "errors": self.errors[:5]}
+                "feedback_failed": self.feedback_failed, "retried": self.retried, "errors": self.errors[:5]}
+
+
+# The server closed a kept-alive connection before it read the request (nginx's old workers do that to idle
+# connections when it reloads; any server may after its keep-alive timeout).
+STALE_CONNECTION = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
+
+
+class Client:
+    """One kept-alive HTTP connection, as a browser holds one: a request that finds its reused connection
+    closed by the server before any answer is sent once more on a new connection (RFC 9112 §9.3.1)."""
+
+    def __init__(self, host: str, port: int, report: Report, lock: threading.Lock) -> None:
+        self.host, self.port, self.report, self.lock = host, port, report, lock
+        self.conn = http.client.HTTPConnection(host, port, timeout=10)
+
+    def post(self, path: str, body: dict[str, Any], user: str) -> tuple[int, dict]:
+        reused = self.conn.sock is not None
+        try:
+            return self._send(path, body, user)
+        except STALE_CONNECTION:
+            self.reset()
+            if not reused:
+                raise
+            with self.lock:
+                self.report.retried += 1
+            return self._send(path, body, user)
+        except (OSError, http.client.HTTPException):
+            self.reset()
+            raise
+
+    def _send(self, path: str, body: dict[str, Any], user: str) -> tuple[int, dict]:
+        self.conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json",
+                                                                         "X-User-Id": user})
+        resp = self.conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw or b"{}")
+        except ValueError:
+            return resp.status, {}
+
+    def reset(self) -> None:
+        self.conn.close()
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def holdout_rows(path: Path, contract: DataContract, seed: int = 42, holdout_fraction: float = 0.2) -> pd.DataFrame:
@@ -89,22 +136,14 @@ class Simulator:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._pending: list[tuple[float, str, float, str]] = []  # (due, prediction_id, actual, user)
-
-    def _post(self, conn: http.client.HTTPConnection, path: str, body: dict[str, Any], user: str) -> tuple[int, dict]:
-        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json",
-                                                                    "X-User-Id": user})
-        resp = conn.getresponse()
-        raw = resp.read()
-        try:
-            return resp.status, json.loads(raw or b"{}")
-        except ValueError:
-            return resp.status, {}
+        self.accepted: list[str] = []  # prediction ids answered 200: each must reach the database
+        self.labelled: list[str] = []  # prediction ids whose feedback was answered 202
 
     def _worker(self, index: int, until: float) -> None:
         rng = random.Random(self.seed * 1000 + index)
         interval = self.threads / self.rate
         next_at = time.monotonic() + rng.random() * interval
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        client = Client(self.host, self.port, self.report, self._lock)
         while not self._stop.is_set() and time.monotonic() < until:
             if (pause := next_at - time.monotonic()) > 0:
                 time.sleep(pause)
@@ -112,15 +151,14 @@ class Simulator:
             i = rng.randrange(len(self.records))
             user = f"sim-user-{rng.randrange(self.users)}"
             try:
-                status, body = self._post(conn, "/api/predict", self.records[i], user)
+                status, body = client.post("/api/predict", self.records[i], user)
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
                 status, body = 0, {"error": str(exc)}
             with self._lock:
                 self.report.sent += 1
                 self.report.answered[status] += 1
                 if status == 200:
+                    self.accepted.append(body["prediction_id"])
                     self.report.variants[body["variant"]] += 1
                     self.report.versions[f"{body['variant']}:{body['model']['version']}"] += 1
                     if rng.random() < self.label_fraction:
@@ -128,10 +166,10 @@ class Simulator:
                                               self.actuals[i], user))
                 elif len(self.report.errors) < 20:
                     self.report.errors.append(f"{status}: {body.get('error', body)}")
-        conn.close()
+        client.close()
 
     def _feedback(self, until: float) -> None:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        client = Client(self.host, self.port, self.report, self._lock)
         while True:
             now = time.monotonic()
             with self._lock:
@@ -140,15 +178,13 @@ class Simulator:
                 left = bool(self._pending)
             for _, pid, actual, user in due:  # the person who got the estimate reports its true value
                 try:
-                    status, body = self._post(conn, "/api/feedback", {"prediction_id": pid, "actual": actual}, user)
+                    status, body = client.post("/api/feedback", {"prediction_id": pid, "actual": actual}, user)
                 except (OSError, http.client.HTTPException) as exc:
-                    body = repr(exc)
-                    conn.close()
-                    conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
-                    status = 0
+                    status, body = 0, repr(exc)
                 with self._lock:
                     if status == 202:
                         self.report.feedback_sent += 1
+                        self.labelled.append(pid)
                     else:
                         self.report.feedback_failed += 1
                         if len(self.report.errors) < 20:
@@ -156,7 +192,7 @@ class Simulator:
             if now > until and not left:
                 break
             time.sleep(0.05)
-        conn.close()
+        client.close()
 
     def run(self, seconds: float, progress: Callable[[Report], None] | None = None) -> Report:
         """Send traffic for `seconds`, then the feedback still due; return the report."""

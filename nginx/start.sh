@@ -6,7 +6,7 @@
 set -eu
 home=/var/lib/mlstack-nginx
 conf=$home/conf
-args="-p $home -e $NGINX_LOG_DIR/error.log"
+args="-p $home -e stderr"
 if [ "${1:-}" = reload ]; then
   AB_WEIGHT_B=${2:?usage: start.sh reload WEIGHT}
   export AB_WEIGHT_B

@@ -1,9 +1,8 @@
 """gunicorn settings of the web frontend; native mode and Compose run this same file."""
 
+# The master imports only the settings, never the app: a restart (HUP, `Deployment.restart`) forks new
+# workers that load the code on disk while the master's socket queues what arrives meanwhile.
 from mlstack.settings import FrontendSettings, load
-
-# Imported in the master, before it binds the port: a restarted frontend's workers accept at once.
-import mlstack.frontend.app  # noqa: E402,F401
 
 _settings = load(FrontendSettings)
 

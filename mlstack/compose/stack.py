@@ -9,7 +9,9 @@ left out with a message when it cannot be had. Every step is idempotent.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -203,6 +205,26 @@ class ComposeStack(Deployment):
     def _restart(self, service: str) -> None:
         self.compose("restart", service)
         self.wait_healthy(service, self.settings.STARTUP_TIMEOUT_SECONDS)
+
+    def _signal(self, service: str, signal: str) -> None:
+        self.compose("kill", "-s", signal, service)
+
+    def main_pid(self, service: str) -> int:
+        """The container's first process, as this machine's kernel numbers it (the engine runs here)."""
+        container = self.compose("ps", "-q", service).stdout.split()
+        if not container:
+            raise StackError(f"{service}: no container")
+        inspect = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", container[0]], capture_output=True,
+                                 text=True, check=True, timeout=30)
+        return int(inspect.stdout.strip())
+
+    def kill(self, service: str) -> int:
+        pid = self.main_pid(service)
+        os.kill(pid, signal.SIGKILL)  # the container's first process: the kernel ends the rest with it
+        return pid
+
+    def healthy(self, service: str) -> bool:
+        return self.health().get(service) == "healthy"
 
     def client_env(self) -> dict[str, str]:
         s = self.settings

@@ -1,4 +1,4 @@
-"""Native mode commands: `python -m mlstack.native up | down | status | logs | ab-weight`."""
+"""Native mode commands: `python -m mlstack.native up | down | status | logs | ab-weight | restart`."""
 
 from mlstack.deployment import main
 

@@ -342,6 +342,33 @@ class Stack(Deployment):
         if "ERROR" in result.stdout + result.stderr:
             raise StackError(f"supervisorctl restart {service}: {(result.stdout + result.stderr).strip()}")
 
+    def _signal(self, service: str, signal: str) -> None:
+        result = self.ctl("signal", signal, service, check=False)
+        if "ERROR" in result.stdout + result.stderr:
+            raise StackError(f"supervisorctl signal {signal} {service}: {(result.stdout + result.stderr).strip()}")
+
+    def main_pid(self, service: str) -> int:
+        pid = self.ctl("pid", service, check=False).stdout.strip()
+        if not pid.isdigit() or pid == "0":
+            raise StackError(f"{service} is not running: {pid}")
+        return int(pid)
+
+    def kill(self, service: str) -> int:
+        pid = self.main_pid(service)
+        group = os.getpgid(pid)  # supervisord starts each program in a process group of its own
+        if group in (os.getpgid(0), os.getpgid(self.supervisord_pid() or 0)):
+            raise StackError(f"{service} shares a process group with supervisord or this process")
+        os.killpg(group, signal.SIGKILL)
+        return pid
+
+    def healthy(self, service: str) -> bool:
+        program = next(p for p in self.programs() if p.name == service)
+        try:
+            program.health()
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not healthy"
+            return False
+
     def airflow_file(self, path: Path) -> str:
         return str(Path(path).absolute())  # the tasks run on this machine
 
@@ -376,7 +403,7 @@ class Stack(Deployment):
 
     def render(self) -> None:
         """Write the supervisord config (0600: it holds secrets); s3/start.sh writes the S3 identities."""
-        for sub in ("run", "log", "db", "s3", "seaweedfs", "home", "nginx/conf", "nginx/run", "nginx/logs"):
+        for sub in ("run", "log", "db", "s3", "seaweedfs", "home", "nginx/conf", "nginx/run"):
             self.path(sub).mkdir(parents=True, exist_ok=True)
         template = jinja2.Template(TEMPLATE.read_text(), undefined=jinja2.StrictUndefined)
         text = template.render(var=self.var, root=ROOT, instance=hashlib.sha256(str(self.var).encode()).hexdigest()[:8],
@@ -400,7 +427,6 @@ class Stack(Deployment):
                 "BACKEND_B": f"{s.BIND_ADDRESS}:{s.BACKEND_B_PORT}",
                 "FRONTEND": f"{s.BIND_ADDRESS}:{s.FRONTEND_PORT}",
                 "NGINX_RUNTIME_DIR": str(runtime_dir or self.path("nginx", "run")),
-                "NGINX_LOG_DIR": str(self.path("nginx", "logs")),
                 "NGINX_USER": "root" if os.geteuid() == 0 else ""}
 
     def render_nginx(self, out: Path, weight: int, runtime_dir: Path | None = None) -> None:
@@ -412,7 +438,7 @@ class Stack(Deployment):
 
     def _nginx_args(self, conf_dir: Path) -> list[str]:
         """Return nginx's prefix, error log and config arguments (start, -t and -s reload must agree)."""
-        return ["-p", str(self.path("nginx")), "-e", str(self.path("nginx", "logs", "error.log")),
+        return ["-p", str(self.path("nginx")), "-e", "stderr",
                 "-c", str(conf_dir / "nginx.conf")]
 
     def nginx_test(self, conf_dir: Path) -> None:

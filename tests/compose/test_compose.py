@@ -326,3 +326,18 @@ def test_the_engine_lets_a_slot_finish_its_requests_before_killing_it(config):
         grace = config["services"][name].get("stop_grace_period", "10s")
         seconds = int(re.fullmatch(r"(\d+)s", grace).group(1))
         assert seconds > graceful, f"{name}: stop_grace_period {grace} <= gunicorn graceful_timeout {graceful} s"
+
+
+def test_every_container_log_rotates(config):
+    """The engine's json-file driver keeps a container's output forever unless told a size and a count."""
+    for name, service in config["services"].items():
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        assert logging["options"].get("max-size") and int(logging["options"].get("max-file", 0)) >= 1, name
+
+
+def test_nginx_logs_to_the_engine_not_to_a_file():
+    """nginx writes its logs to stdout/stderr, which supervisord and the engine rotate; a file would grow."""
+    template = (ROOT / "nginx" / "nginx.conf.template").read_text()
+    logs = re.findall(r"^\s*(access_log|error_log)\s+(\S+)", template, re.M)
+    assert logs and all(target in ("stderr", "/dev/stdout", "off;") for _, target in logs), logs

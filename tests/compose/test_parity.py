@@ -36,7 +36,7 @@ NATIVE_ONLY = {
            "SEAWEEDFS_FILER_PORT": "internal to the container: the defaults (published on the host as set)"},
     "backend-a": {"NUMBA_CACHE_DIR": "the image sets /tmp/numba"},
     "backend-b": {"NUMBA_CACHE_DIR": "the image sets /tmp/numba"},
-    "nginx": {"NGINX_RUNTIME_DIR": "the image sets it", "NGINX_LOG_DIR": "the image sets it",
+    "nginx": {"NGINX_RUNTIME_DIR": "the image sets it",
               "NGINX_USER": "natively run by root, workers run as root to reach its runtime dir; the image's dirs are world-readable"},
     "mlflow": {"S3_REGION": "start-server.sh defaults it (us-east-1)", "MLFLOW_AUTH_CONFIG_PATH": "set in Compose too"},
     "airflow-*": {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "one component per container: the default port",

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -49,8 +50,12 @@ def registry(stack):
     from mlstack.db.events import EventStore
     from mlstack.registry.aliases import Registry
 
+    from dotenv import dotenv_values
+
     env = stack.client_env()
-    return Registry(MlflowClient(env["MLFLOW_TRACKING_URI"]), "house-price", EventStore(create_engine(env["APP_DATABASE_URL"])))
+    key = dotenv_values(env["MLSTACK_ENV_FILE"]).get("AUDIT_SIGNING_KEY")  # archived ticks: gaps are signed
+    return Registry(MlflowClient(env["MLFLOW_TRACKING_URI"]), "house-price",
+                    EventStore(create_engine(env["APP_DATABASE_URL"]), key.encode() if key else None))
 
 
 def sink_messages(stack) -> list[dict]:
@@ -360,6 +365,57 @@ def test_drift_reaches_the_slack_sink_as_an_alert(deployment, api, contract):
     print(f"[{deployment.mode}] drift alert in the sink {time.monotonic() - ended:.0f} s after monitor_drift ended")
 
 
+def test_archive_history_archives_what_expired_to_the_bucket_and_keeps_the_rest(deployment, api):
+    """Predictions, labels and quiet ticks 40 days old → the archive_history DAG → Parquet by day, deleted."""
+    from datetime import UTC, datetime, timedelta
+
+    from mlstack.db.events import ModelEvent
+    from mlstack.db.schema import feedback, predictions
+    from mlstack.storage import list_objects
+
+    url = deployment.client_env()["APP_DATABASE_URL"]
+    old = datetime.now(UTC) - timedelta(days=40)
+    store = registry(deployment).events
+    row = {"variant": "A", "model_name": "house-price", "model_version": "1", "model_alias": "champion",
+           "user_hash": "u", "features": {"median_income": 3.0}, "prediction": 1.0e5, "latency_ms": 1.0}
+    with store.engine.begin() as conn:
+        conn.execute(predictions.insert(), [
+            {**row, "prediction_id": f"e2e-old-{i:02d}", "created_at": old + timedelta(minutes=i)} for i in range(20)]
+            + [{**row, "prediction_id": f"e2e-new-{i}", "created_at": datetime.now(UTC) - timedelta(hours=i)}
+               for i in range(3)])
+        conn.execute(feedback.insert(), [{"prediction_id": f"e2e-old-{i:02d}", "actual": 9.0e4,
+                                          "received_at": old + timedelta(minutes=i + 1)} for i in range(0, 20, 4)])
+    for _ in range(3):
+        store.append(ModelEvent("e2e", "judge_guard", "house-price", "old quiet tick",
+                                details={"decision": {"action": "KEEP"}}, event_time=old))
+    # a tick of today after them, as in real life (the chain's newest row is never archived)
+    store.append(ModelEvent("e2e", "judge_guard", "house-price", "recent quiet tick",
+                            details={"decision": {"action": "KEEP"}}))
+    api.wait_parsed("archive_history")
+    api.set_paused("archive_history", False)
+    try:
+        run = api.run("archive_history", timeout=300)
+    finally:
+        api.set_paused("archive_history", True)
+    assert run["state"] == "success", run
+    # unpausing starts the scheduled run first (one run at a time): the old rows may be that run's work
+    report = api.xcom("archive_history", run["dag_run_id"], "archive")
+    print(f"[{deployment.mode}] archive_history: "
+          f"{ {k: (v['rows'], len(v['files'])) for k, v in report['tables'].items()} } in {report['seconds']} s")
+    assert count(url, "SELECT count(*) FROM predictions WHERE prediction_id LIKE 'e2e-old-%'") == 0
+    assert count(url, "SELECT count(*) FROM feedback WHERE prediction_id LIKE 'e2e-old-%'") == 0
+    assert count(url, "SELECT count(*) FROM predictions WHERE prediction_id LIKE 'e2e-new-%'") == 3
+    # the judges keep ticking meanwhile: count the test's own old ticks, not the table
+    assert count(url, "SELECT count(*) FROM model_events WHERE reason = 'old quiet tick'") == 0
+    assert count(url, "SELECT count(*) FROM model_events WHERE reason = 'recent quiet tick'") == 1
+    assert report["chain_ok"] is True
+    day = f"day={old:%Y-%m-%d}"
+    keys = list_objects(deployment.settings, "archive/")
+    assert any(k.startswith(f"archive/predictions/{day}/") for k in keys), keys
+    assert any(k.startswith(f"archive/feedback/{day}/") for k in keys), keys
+    assert any(k.startswith(f"archive/model_events/{day}/") for k in keys), keys
+
+
 def test_the_audit_chain_verifies(deployment):
     result = run_cli(deployment, "audit", "verify")
     assert result.returncode == 0 and "audit chain verified" in result.stdout, result.stdout + result.stderr
@@ -380,6 +436,50 @@ def test_a_slot_restarted_under_traffic_fails_no_request(deployment, rows, contr
         runner.join(timeout=30)
     report = sim.report
     print(f"[{deployment.mode}] backend-b restarted in {took:.0f} s under traffic: {report.as_dict()}")
+    assert report.sent > 100 and report.answered.get(200, 0) == report.sent, report.as_dict()
+    assert report.feedback_failed == 0, report.as_dict()
+
+
+def test_frontend_and_nginx_restarted_under_traffic_fail_no_request(deployment, rows, contract):
+    """One of each runs: they restart in place (the master keeps the socket, its workers are replaced)."""
+    sim = Simulator(deployment.settings.WEB_PORT, rows, contract, rate=30, threads=3, feedback_delay=0.5)
+    pages: dict[str, int] = {}
+    stop = threading.Event()
+
+    def browse() -> None:  # a person on the form page, through nginx to the frontend
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{deployment.settings.WEB_PORT}/", timeout=10) as r:
+                    key = str(r.status)
+            except urllib.error.HTTPError as exc:
+                key = str(exc.code)
+            except OSError as exc:
+                key = type(exc).__name__
+            pages[key] = pages.get(key, 0) + 1
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=sim.run, args=(120,), daemon=True),
+               *(threading.Thread(target=browse, daemon=True) for _ in range(2))]
+    for t in threads:
+        t.start()
+    masters = {name: deployment.main_pid(name) for name in ("frontend", "nginx")}
+    took = {}
+    try:
+        time.sleep(3)
+        for name in masters:
+            started = time.monotonic()
+            deployment.restart(name)  # raises unless every old worker was replaced
+            took[name] = round(time.monotonic() - started, 1)
+            time.sleep(2)
+    finally:
+        stop.set()
+        sim.stop()
+        for t in threads:
+            t.join(timeout=30)
+    report = sim.report
+    print(f"[{deployment.mode}] restarted in place in {took} s under traffic: pages {pages}, api {report.as_dict()}")
+    assert {name: deployment.main_pid(name) for name in masters} == masters  # the sockets never closed
+    assert set(pages) == {"200"} and pages["200"] > 50, pages
     assert report.sent > 100 and report.answered.get(200, 0) == report.sent, report.as_dict()
     assert report.feedback_failed == 0, report.as_dict()
 
@@ -407,6 +507,20 @@ def test_nothing_paged_that_the_scenario_did_not_call_for(deployment):
             names |= set(re.findall(r"(Mlstack\w+) \((?:critical|warning|info)\)", message["body"]))
     assert names <= {"MlstackDataDrift", "MlstackRollback"}, names
     assert "MlstackDataDrift" in names  # the sink does receive alerts: the check above can fail
+
+
+def test_a_short_chaos_run_loses_nothing_and_every_service_comes_back(deployment, rows, contract):
+    """`make chaos` in small (after the no-page check: a crash is a real outage and may page)."""
+    from mlstack.chaos import markdown, soak
+
+    seed = 1 if deployment.mode == "compose" else 0
+    result = soak(deployment, rows, contract, minutes=2.5, every=25, seed=seed)
+    print(markdown(result, mode=deployment.mode, minutes=2.5, every=25, seed=seed))
+    assert len(result.kills) == 6 and all(k.recovered is not None for k in result.kills), result.kills
+    assert result.predictions_accepted > 500 and result.predictions_lost == [], result.predictions_lost[:10]
+    assert result.labels_accepted > 300 and result.labels_lost == [], result.labels_lost[:10]
+    assert result.chain_verified, result.chain_output
+    assert result.alias_moves == [], result.alias_moves
 
 
 def test_down_and_up_keep_registry_audit_and_predictions(deployment):
