@@ -28,6 +28,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from mlstack.deployment import StackError
+
 # What a crash may hit, in both modes; PostgreSQL only where the stack runs its own (Compose).
 SERVICES = ("backend-a", "backend-b", "nginx", "frontend", "mlflow", "s3", "postgres", "airflow-api-server",
             "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "prometheus", "alertmanager")
@@ -72,15 +74,16 @@ class Result:
                 and all(k.recovered is not None for k in self.kills))
 
 
-def wait_recovered(deployment: Any, service: str, old_pid: int, timeout: float) -> float | None:
-    """Seconds until `service` runs as a new process and passes its health check, or None."""
+def wait_recovered(deployment: Any, service: str, old_pid: int, timeout: float,
+                   since: datetime | None = None) -> float | None:
+    """Seconds until `service` runs as a new process and passes its health check (after `since`), or None."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         try:
-            if deployment.main_pid(service) != old_pid and deployment.healthy(service):
+            if deployment.main_pid(service) != old_pid and deployment.healthy(service, since):
                 return time.monotonic() - started
-        except Exception:  # noqa: BLE001 - not back yet (no process, no container)
-            pass
+        except (StackError, OSError, subprocess.SubprocessError, ValueError):
+            pass  # not back yet: no process, no container
         time.sleep(0.5)
     return None
 
@@ -114,7 +117,7 @@ def alias_moves(engine: sa.Engine, since: datetime) -> list[dict[str, Any]]:
 
 def soak(deployment: Any, rows: Any, contract: Any, *, minutes: float, every: float, seed: int,
          rate: float = 20.0, recover_timeout: float = 240.0,
-         say: Callable[[str], None] = print) -> Result:
+         say: Callable[[str], None] = lambda line: print(line, flush=True)) -> Result:
     """Run the soak on a running deployment; return what was killed, how long each took, what was kept."""
     from mlstack.simulator import Simulator
 
@@ -133,10 +136,11 @@ def soak(deployment: Any, rows: Any, contract: Any, *, minutes: float, every: fl
         for n, service in enumerate(targets, 1):
             due = started + n * every - every / 2  # the first kill half a period in, traffic warmed up
             time.sleep(max(0.0, due - time.monotonic()))
+            at = datetime.now(UTC)
             pid = deployment.kill(service)
             kill = Kill(service, round(time.monotonic() - started, 1), pid)
             result.kills.append(kill)
-            took = wait_recovered(deployment, service, pid, recover_timeout)
+            took = wait_recovered(deployment, service, pid, recover_timeout, since=at)
             kill.recovered = None if took is None else round(took, 1)
             say(f"chaos: [{n}/{rounds}] {service} (pid {pid}) killed at {kill.at:.0f} s, "
                 + (f"back in {took:.1f} s" if took is not None else f"NOT back within {recover_timeout:.0f} s"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -140,8 +141,8 @@ class Deployment:
         Nothing is silenced: the supervisor (natively) or the engine (Compose) must bring it back."""
         raise NotImplementedError
 
-    def healthy(self, service: str) -> bool:
-        """Whether one service passes its health check now."""
+    def healthy(self, service: str, since: datetime | None = None) -> bool:
+        """Whether one service passes its health check now (with a heartbeat after `since`, where it has one)."""
         raise NotImplementedError
 
     def workers(self, service: str) -> set[int]:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -223,8 +224,8 @@ class ComposeStack(Deployment):
         os.kill(pid, signal.SIGKILL)  # the container's first process: the kernel ends the rest with it
         return pid
 
-    def healthy(self, service: str) -> bool:
-        return self.health().get(service) == "healthy"
+    def healthy(self, service: str, since: datetime | None = None) -> bool:
+        return self.health().get(service) == "healthy"  # a new container's health starts over
 
     def client_env(self) -> dict[str, str]:
         s = self.settings

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import datetime
 from typing import ClassVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,8 +226,8 @@ class Stack(Deployment):
                         autostart=False)
                 for c in purposes]
 
-    def _airflow_health(self, component: str) -> None:
-        """The api-server's /api/v2/monitor/health reports every component's heartbeat."""
+    def _airflow_health(self, component: str, since: datetime | None = None) -> None:
+        """The api-server's /api/v2/monitor/health reports every component's heartbeat (one after `since`)."""
         url = f"http://{self.settings.BIND_ADDRESS}:{self.settings.AIRFLOW_PORT}/api/v2/monitor/health"
         with urllib.request.urlopen(url, timeout=3) as resp:
             report = json.loads(resp.read())
@@ -236,6 +237,9 @@ class Stack(Deployment):
         status = (report.get(key) or {}).get("status")
         if status != "healthy":
             raise StackError(f"Airflow {component} is {status or 'not reporting'}")
+        beat = (report.get(key) or {}).get(f"latest_{key}_heartbeat")
+        if since and (not beat or datetime.fromisoformat(beat) < since):  # a killed one's beat stays fresh a while
+            raise StackError(f"Airflow {component} has not beaten since {since:%H:%M:%S}")
 
     # -- monitoring -------------------------------------------------------------------------------
 
@@ -361,10 +365,14 @@ class Stack(Deployment):
         os.killpg(group, signal.SIGKILL)
         return pid
 
-    def healthy(self, service: str) -> bool:
+    def healthy(self, service: str, since: datetime | None = None) -> bool:
         program = next(p for p in self.programs() if p.name == service)
+        component = service.removeprefix("airflow-")
         try:
-            program.health()
+            if since and component in ("scheduler", "dag-processor", "triggerer"):
+                self._airflow_health(component, since)
+            else:
+                program.health()
             return True
         except Exception:  # noqa: BLE001 - any failure means "not healthy"
             return False
