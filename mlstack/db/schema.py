@@ -25,6 +25,8 @@ model_events = sa.Table(
     sa.Column("row_hash", sa.String(64), nullable=False, unique=True),
 )
 sa.Index("ix_model_events_model_time", model_events.c.model_name, model_events.c.event_time)
+# the judge's alias lookups, the status page's decisions and transitions: one action's newest rows
+sa.Index("ix_model_events_model_action_id", model_events.c.model_name, model_events.c.action, model_events.c.id)
 
 # Signed checkpoints of the audit chain: "rows up to event_id verified, the last one hashed row_hash".
 # Verification starts at the newest checkpoint whose signature (HMAC with AUDIT_SIGNING_KEY) holds.
@@ -107,3 +109,7 @@ request_stats = sa.Table(
     sa.Column("latency_ms_sum", sa.Float, nullable=False),
 )
 sa.Index("ix_request_stats_variant_period", request_stats.c.variant, request_stats.c.period_end)
+# an arm's counts since its window began (mlstack.rollout.evidence.arm)
+sa.Index("ix_request_stats_version_period", request_stats.c.model_version, request_stats.c.period_start)
+# archive_history's expired hours (mlstack.lifecycle)
+sa.Index("ix_request_stats_period_end", request_stats.c.period_end)

@@ -51,6 +51,7 @@ WITH joined AS (
               THEN 1 ELSE 0 END AS implausible
   FROM predictions p JOIN feedback f ON f.prediction_id = p.prediction_id
   WHERE p.created_at >= :since AND p.created_at < :until AND p.model_version IN :versions
+    AND f.received_at >= :labels_since
 ),
 ranked AS (
   SELECT j.*, ROW_NUMBER() OVER (PARTITION BY sender_hash ORDER BY received_at, prediction_id) AS n_sender,
@@ -91,18 +92,22 @@ SELECT COUNT(*), SUM(e_ch * e_ch - e_cp * e_cp), SUM((e_ch * e_ch - e_cp * e_cp)
 FROM pairs
 """
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+LABEL_ARRIVAL_MARGIN = timedelta(hours=1)
 
 
 def _bind(sql: str) -> sa.TextClause:
     time_type = predictions.c.created_at.type  # so SQLite compares times the way the columns store them
     return sa.text(sql).bindparams(sa.bindparam("versions", expanding=True), sa.bindparam("since", type_=time_type),
-                                   sa.bindparam("until", type_=time_type))
+                                   sa.bindparam("until", type_=time_type), sa.bindparam("labels_since", type_=time_type))
 
 
 def _params(versions: list[str], since: datetime, until: datetime | None, rules: LabelPolicy,
             holdout_mse: float | None) -> dict[str, Any]:
     limit = rules.implausible_error_ratio * math.sqrt(holdout_mse) if holdout_mse else 1e300
+    # A label arrives after its prediction: bounding its arrival too lets the database read the window's labels
+    # (ix_feedback_received_at) instead of every label ever sent; an hour of margin for clock steps.
     return {"versions": tuple(versions), "since": since, "until": until or _FAR_FUTURE, "limit": limit,
+            "labels_since": since - LABEL_ARRIVAL_MARGIN,
             "per_sender": rules.max_per_sender, "per_address": rules.max_per_address}
 
 

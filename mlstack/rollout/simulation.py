@@ -45,6 +45,11 @@ class Scenario:
     tick_seconds: float = 30.0
     ticks: int = 240
     holdout_rmse: float = 45_000.0
+    # how many people send the labels; the judge counts each one's first `labels.max_per_sender` (None: all)
+    senders: int | None = None
+    # one more person who, right after the promotion, reports false values whose error is this multiple of
+    # the holdout RMSE (just under `implausible_error_ratio` is the worst that is still counted); 0: nobody
+    poison_ratio: float = 0.0
 
 
 @dataclass
@@ -96,11 +101,34 @@ def _arm_ticks(rng: np.random.Generator, n: np.ndarray, arm: ArmModel, label_fra
     return out
 
 
+def _cap_senders(stats: dict[str, np.ndarray], cap: int | None) -> dict[str, np.ndarray]:
+    """Count the first `cap` labels only (cumulative stats, runs × ticks), as the judge counts each sender's
+    first labels by arrival: once the cap is reached the label sums stop growing (within the tick that
+    crosses it, the counted share of its labels); `labels_over_cap` says how many were dropped."""
+    if cap is None:
+        return stats
+    sent = stats["labels"]
+    sums = {k: v.astype(float).copy() for k, v in stats.items() if k.endswith("_sum")}
+    for run in range(sent.shape[0]):
+        row = sent[run]
+        t = int(np.searchsorted(row, cap, side="right"))  # ticks whose cumulative labels stay within the cap
+        if t >= row.size:
+            continue
+        before = row[t - 1] if t else 0
+        part = (cap - before) / (row[t] - before) if row[t] > before else 0.0
+        for k, v in sums.items():
+            base = stats[k][run, t - 1] if t else 0.0
+            v[run, t:] = base + part * (stats[k][run, t] - base)
+    counted = np.minimum(sent, cap)
+    return {**stats, **sums, "labels": counted, "labels_over_cap": sent - counted}
+
+
 def _arm(stats: dict[str, np.ndarray], run: int, tick: int, version: str) -> ArmEvidence:
     return ArmEvidence(version=version, requests=int(stats["requests"][run, tick]), errors=int(stats["errors"][run, tick]),
                        slow=int(stats["slow"][run, tick]), labels=int(stats["labels"][run, tick]),
                        se_sum=float(stats["se_sum"][run, tick]), se_sq_sum=float(stats["se_sq_sum"][run, tick]),
-                       ae_sum=float(stats["ae_sum"][run, tick]))
+                       ae_sum=float(stats["ae_sum"][run, tick]),
+                       labels_over_cap=int(stats["labels_over_cap"][run, tick]) if "labels_over_cap" in stats else 0)
 
 
 def simulate_ab(scenario: Scenario, policy: Policy, runs: int, seed: int = 0) -> Outcome:
@@ -157,6 +185,12 @@ def simulate_guard(scenario: Scenario, policy: Policy, runs: int, seed: int = 0)
     n = rng.poisson(scenario.requests_per_second * scenario.tick_seconds, size=(runs, scenario.ticks))
     prev_n = rng.poisson(scenario.requests_per_second * 3600, size=(runs, 1))  # an hour of the old champion's record
     now = {k: np.cumsum(v, axis=1) for k, v in _arm_ticks(rng, n, scenario.challenger, scenario.label_fraction).items()}
+    cap = None if scenario.senders is None else scenario.senders * policy.labels.max_per_sender
+    now = _cap_senders(now, cap)  # the guard's window starts at the promotion: every label of the run is in it
+    if scenario.poison_ratio:  # the poisoner's counted labels (its first max_per_sender) join from the first tick
+        k, err = policy.labels.max_per_sender, scenario.poison_ratio * scenario.holdout_rmse
+        for key, value in (("labels", k), ("se_sum", k * err ** 2), ("se_sq_sum", k * err ** 4), ("ae_sum", k * err)):
+            now[key] = now[key] + value
     prev = _arm_ticks(rng, prev_n, scenario.champion, scenario.label_fraction)
 
     def evidence(run: int, tick: int) -> GuardEvidence:
@@ -188,12 +222,18 @@ def run_all(policy: Policy, runs: int = 2000, seed: int = 0) -> dict[str, Outcom
     out = {title: simulate_ab(sc, policy, runs, seed) for title, sc in standard_scenarios().items()}
     base = ArmModel()
     out["guard: healthy champion"] = simulate_guard(Scenario("guard-ok", base, base), policy, runs, seed)
-    out["guard: champion RMSE +25%"] = simulate_guard(
-        Scenario("guard-worse", base, replace(base, rmse=base.rmse * 1.25)), policy, runs, seed)
+    worse = Scenario("guard-worse", base, replace(base, rmse=base.rmse * 1.25))
+    out["guard: champion RMSE +25%"] = simulate_guard(worse, policy, runs, seed)
+    for people in (50, 10):  # what the per-sender cap costs when few people send the labels
+        out[f"guard: champion RMSE +25%, labels from {people} people"] = simulate_guard(
+            replace(worse, name=f"guard-worse-{people}", senders=people), policy, runs, seed)
+    worst = 0.98 * policy.labels.implausible_error_ratio  # the largest error the plausibility rule still counts
+    out["guard: healthy champion, one poisoner"] = simulate_guard(
+        Scenario("guard-poisoned", base, base, poison_ratio=worst), policy, runs, seed)
     return out
 
 
-def targets(out: dict[str, Outcome]) -> list[tuple[str, str, bool, bool]]:
+def targets(out: dict[str, Outcome], policy: Policy) -> list[tuple[str, str, bool, bool]]:
     """Return (target, measured, met, enforced): enforced targets fail `--check` when missed."""
     aa, better, worse = out["a/a"], out["better challenger (RMSE −15%)"], out["challenger RMSE +25%"]
     errors = {rate: out[f"challenger errors 1% → 5%, {rate:g} req/s"] for rate in (3.0, 10.0, 30.0)}
@@ -213,6 +253,20 @@ def targets(out: dict[str, Outcome]) -> list[tuple[str, str, bool, bool]]:
         ("RMSE +25% after promotion caught by the guard", f"rolled back {guard_bad.share('ROLLBACK'):.1%}, "
          f"p95 {guard_bad.p95_seconds() or 0:.0f} s", guard_bad.share("ROLLBACK") >= 0.95, True),
     ]
+    base_p95 = guard_bad.p95_seconds() or float("inf")
+    for people in (50, 10):  # the per-sender cap (labels.max_per_sender) against a real degradation
+        o = out[f"guard: champion RMSE +25%, labels from {people} people"]
+        p95 = o.p95_seconds()
+        labels = float(np.percentile(o.labels_b, 95)) if o.labels_b else float("nan")
+        rows.append((f"RMSE +25% after promotion, labels from {people} people: rolled back as fast as from "
+                     "everyone (p95 within 10%)",
+                     f"rolled back {o.share('ROLLBACK'):.1%}, p95 {p95 or 0:.0f} s vs {base_p95:.0f} s, "
+                     f"p95 {labels:.0f} counted labels",
+                     o.share("ROLLBACK") >= 0.95 and p95 is not None and p95 <= 1.1 * base_p95, False))
+    poisoned = out["guard: healthy champion, one poisoner"]
+    rows.append((f"one person's {policy.labels.max_per_sender} false labels, each just under the plausibility limit, "
+                 "right after a promotion: false rollback ≤ 1%",
+                 f"{poisoned.share('ROLLBACK'):.1%} of {poisoned.runs}", poisoned.share("ROLLBACK") <= 0.01, False))
     for rate, o in errors.items():
         p95 = o.p95_seconds()
         rows.append((f"errors 1% → 5% at {rate:g} req/s (50/50): retired within 120 s (p95, statistics only)",
@@ -238,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {title:38} {dict(o.decisions)}  p95 time to verdict {'-' if p95 is None else f'{p95:.0f} s'}"
               f"  ({o.elapsed:.1f} s)")
     failed = False
-    for text, measured, met, enforced in targets(out):
+    for text, measured, met, enforced in targets(out, policy):
         mark = "met" if met else ("MISSED" if enforced else "missed (reported, not enforced)")
         failed |= enforced and not met
         print(f"  {mark:>32}  {text}: {measured}")

@@ -2,8 +2,15 @@
 
 from dataclasses import replace
 
+import pytest
+
 from mlstack.rollout.policy import load_policy
 from mlstack.rollout.simulation import ArmModel, Scenario, simulate_ab, simulate_guard
+
+
+@pytest.fixture
+def policy():
+    return load_policy()[0]
 
 
 def test_a_seed_reproduces_a_run():
@@ -26,3 +33,21 @@ def test_the_guard_rolls_back_a_biased_champion():
     sc = Scenario("bias", ArmModel(), replace(ArmModel(), bias=30_000.0), ticks=40)
     out = simulate_guard(sc, policy, 100)
     assert out.decisions["ROLLBACK"] == 100
+
+
+def test_few_senders_count_at_most_their_cap_and_slow_the_guard(policy):
+    base = ArmModel()
+    worse = Scenario("worse", base, replace(base, rmse=base.rmse * 1.25))
+    few = simulate_guard(replace(worse, senders=5), policy, runs=40)
+    cap = 5 * policy.labels.max_per_sender
+    assert few.decisions.get("ROLLBACK", 0) < simulate_guard(worse, policy, runs=40).decisions["ROLLBACK"]
+    assert all(n <= cap for n in few.labels_b)
+
+
+def test_a_poisoner_just_under_the_plausibility_limit_is_modelled(policy):
+    """The harness reproduces the attack the per-sender cap alone does not stop (reported by the targets)."""
+    base = ArmModel()
+    healthy = simulate_guard(Scenario("ok", base, base), policy, runs=100)
+    poisoned = simulate_guard(Scenario("ok", base, base, poison_ratio=0.98 * policy.labels.implausible_error_ratio),
+                              policy, runs=100)
+    assert poisoned.decisions.get("ROLLBACK", 0) > healthy.decisions.get("ROLLBACK", 0)
