@@ -127,8 +127,8 @@ class Deployment:
     def _restart(self, service: str) -> None:
         raise NotImplementedError
 
-    def _signal(self, service: str, signal: str) -> None:
-        """Send a signal (by name) to a service's main process."""
+    def _signal(self, service: str, name: str) -> None:
+        """Send a signal (by name, e.g. HUP) to a service's main process."""
         raise NotImplementedError
 
     def main_pid(self, service: str) -> int:

@@ -63,21 +63,23 @@ def log(text: str) -> None:
 
 # -- the databases -------------------------------------------------------------------------------------
 
-def fresh_database(name: str) -> str:
+def _admin(*statements: str) -> None:
+    """Run statements on the server's `postgres` database, outside a transaction (CREATE/DROP DATABASE)."""
     admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        for statement in statements:
+            conn.exec_driver_sql(statement)
     admin.dispose()
+
+
+def fresh_database(name: str) -> str:
+    _admin(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
     return f"{PG}/{name}"
 
 
 def drop_database(name: str) -> None:
-    admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.dispose()
+    _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+           f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def fill(engine: sa.Engine, *, predictions: int, labels: int, stats: int, events: int, days: float,

@@ -207,10 +207,10 @@ class ComposeStack(Deployment):
         self.compose("restart", service)
         self.wait_healthy(service, self.settings.STARTUP_TIMEOUT_SECONDS)
 
-    def _signal(self, service: str, signal: str) -> None:
+    def _signal(self, service: str, name: str) -> None:
         # From inside the container, never `docker kill`: the engine counts any signal it sends as a manual
         # stop, and a container it thinks was stopped by hand is not restarted when it later crashes.
-        self.compose("exec", "-T", service, "sh", "-c", f"kill -{signal} 1")
+        self.compose("exec", "-T", service, "sh", "-c", f"kill -{name} 1")
 
     def main_pid(self, service: str) -> int:
         """The container's first process, as this machine's kernel numbers it (the engine runs here)."""

@@ -341,15 +341,17 @@ class Stack(Deployment):
         tmp.write_text(text)
         tmp.replace(path)  # whole or not at all: the workers may read it at any moment
 
-    def _restart(self, service: str) -> None:
-        result = self.ctl("restart", service, check=False)
+    def _ctl_or_raise(self, *args: str) -> None:
+        """supervisorctl ARGS, raising with its words when it reports an ERROR (its exit code does not say)."""
+        result = self.ctl(*args, check=False)
         if "ERROR" in result.stdout + result.stderr:
-            raise StackError(f"supervisorctl restart {service}: {(result.stdout + result.stderr).strip()}")
+            raise StackError(f"supervisorctl {' '.join(args)}: {(result.stdout + result.stderr).strip()}")
 
-    def _signal(self, service: str, signal: str) -> None:
-        result = self.ctl("signal", signal, service, check=False)
-        if "ERROR" in result.stdout + result.stderr:
-            raise StackError(f"supervisorctl signal {signal} {service}: {(result.stdout + result.stderr).strip()}")
+    def _restart(self, service: str) -> None:
+        self._ctl_or_raise("restart", service)
+
+    def _signal(self, service: str, name: str) -> None:
+        self._ctl_or_raise("signal", name, service)
 
     def main_pid(self, service: str) -> int:
         pid = self.ctl("pid", service, check=False).stdout.strip()
