@@ -194,7 +194,7 @@ def judge_tick(engine: sa.Engine, policy: Any, now: datetime) -> None:
     evidence.paired(engine, "1", "2", since, policy.labels, mse)
     g = policy.guard
     since = now - timedelta(minutes=g.window_minutes)
-    labels = evidence.label_sums(engine, ["1"], since, None, policy.labels, mse)
+    labels = evidence.label_sums(engine, ["1"], since, None, policy.labels, mse, by_variant=False)
     evidence.arm(engine, "1", since, None, policy.latency_slo_ms, labels=labels)
 
 

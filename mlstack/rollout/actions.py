@@ -90,9 +90,11 @@ def _summary(evidence: ABEvidence | GuardEvidence) -> dict[str, Any]:
                 "labels_a": evidence.champion.labels, "labels_b": evidence.challenger.labels,
                 "labels_dropped": sum(a.labels_over_cap + a.labels_implausible
                                       for a in (evidence.champion, evidence.challenger)),
+                "label_sources": evidence.paired.clusters if evidence.paired else 0,
                 "weight_b": evidence.weight_b}
     return {"requests": evidence.champion.requests, "labels": evidence.champion.labels,
             "labels_dropped": evidence.champion.labels_over_cap + evidence.champion.labels_implausible,
+            "label_sources": evidence.champion.label_clusters,  # the voices the labels came from
             "errors": evidence.champion.errors, "in_watch_window": evidence.in_watch_window}
 
 

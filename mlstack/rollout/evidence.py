@@ -29,23 +29,35 @@ class Sources:
     slot_urls: dict[str, str]  # slot → base URL, for /ready
 
 
+# The label fields of ArmEvidence, in the order label_sums' query returns them.
+_LABEL_FIELDS = ("labels", "se_sum", "se_sq_sum", "ae_sum", "labels_over_cap", "labels_implausible",
+                 "label_clusters", "se_cluster_ss", "ae_cluster_ss")
+BOTH_VARIANTS = "*"
+
+
 @dataclass(frozen=True)
 class LabelSums:
-    """Sums over the labels that count, per (model version, variant), and the pairs for shadow comparisons."""
+    """Sums over the labels that count, per (model version, variant or BOTH_VARIANTS)."""
 
-    arms: dict[tuple[str, str], tuple[int, float, float, float, int, int]]  # n, Σe², Σe⁴, Σ|e|, over cap, implausible
+    arms: dict[tuple[str, str], dict[str, Any]]  # → ArmEvidence's label fields
+    by_variant: bool = True
 
-    def of(self, version: str, variant: str | None) -> tuple[int, float, float, float, int, int]:
-        rows = [v for (ver, var), v in self.arms.items() if ver == version and variant in (None, var)]
-        return tuple(sum(col) for col in zip(*rows)) if rows else (0, 0.0, 0.0, 0.0, 0, 0)  # type: ignore[return-value]
+    def of(self, version: str, variant: str | None) -> dict[str, Any]:
+        if (variant is not None) != self.by_variant:
+            raise ValueError(f"these sums are {'per variant' if self.by_variant else 'over both variants'}; "
+                             f"asked for variant {variant!r}")
+        return self.arms.get((version, variant or BOTH_VARIANTS), {})
 
 
 # The labels that count (LabelPolicy), in SQL both PostgreSQL and SQLite run: implausible ones
-# first, then each sender's and each address's first N by arrival within the window.
+# first, then each sender's and each address's first N by arrival within the window. Each label
+# belongs to a cluster, the voice it speaks with: its public client address, else its sender, else
+# itself (docs/judge.md, "Who may label").
 _ADMITTED = """
 WITH joined AS (
   SELECT p.prediction_id, p.model_version, p.variant, p.prediction, p.shadow_version, p.shadow_prediction,
          f.actual, f.received_at, f.sender_hash, f.address_hash,
+         COALESCE(f.address_hash, f.sender_hash, p.prediction_id) AS cluster,
          CASE WHEN ABS(f.actual - p.prediction) > :limit
                AND (p.shadow_prediction IS NULL OR ABS(f.actual - p.shadow_prediction) > :limit)
               THEN 1 ELSE 0 END AS implausible
@@ -59,37 +71,68 @@ ranked AS (
   FROM joined j WHERE implausible = 0
 ),
 flagged AS (
-  SELECT model_version, variant, prediction, shadow_version, shadow_prediction, actual, 0 AS implausible,
+  SELECT model_version, variant, cluster, prediction, shadow_version, shadow_prediction, actual, 0 AS implausible,
          CASE WHEN (sender_hash IS NOT NULL AND n_sender > :per_sender)
                 OR (address_hash IS NOT NULL AND n_address > :per_address) THEN 1 ELSE 0 END AS over_cap
   FROM ranked
   UNION ALL
-  SELECT model_version, variant, prediction, shadow_version, shadow_prediction, actual, 1, 0 FROM joined
+  SELECT model_version, variant, cluster, prediction, shadow_version, shadow_prediction, actual, 1, 0 FROM joined
   WHERE implausible = 1
 )
 """
+# Per arm: the sums, what was dropped, and the cluster-robust terms Σ_c (Σ_c x − n_c · mean x)².
+# `:by_variant` 0 sums a version over both slots (the guard), 1 keeps each slot apart (the A/B test).
 _ARM_SUMS = _ADMITTED + """
-SELECT model_version, variant,
-       SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN 1 ELSE 0 END),
-       SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN (prediction - actual) * (prediction - actual) ELSE 0 END),
-       SUM(CASE WHEN implausible = 0 AND over_cap = 0
-                THEN (prediction - actual) * (prediction - actual) * (prediction - actual) * (prediction - actual) ELSE 0 END),
-       SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN ABS(prediction - actual) ELSE 0 END),
-       SUM(over_cap), SUM(implausible)
-FROM flagged GROUP BY model_version, variant
+, errors AS (
+  SELECT model_version, CASE WHEN :by_variant = 1 THEN variant ELSE :both END AS arm, cluster,
+         implausible, over_cap, (prediction - actual) * (prediction - actual) AS se, ABS(prediction - actual) AS ae
+  FROM flagged
+),
+per_cluster AS (
+  SELECT model_version, arm, cluster,
+         SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN 1 ELSE 0 END) AS n,
+         SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN se ELSE 0 END) AS se,
+         SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN se * se ELSE 0 END) AS se2,
+         SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN ae ELSE 0 END) AS ae,
+         SUM(over_cap) AS over_cap, SUM(implausible) AS implausible
+  FROM errors GROUP BY model_version, arm, cluster
+),
+per_arm AS (
+  SELECT model_version, arm, SUM(n) AS n, SUM(se) AS se, SUM(se2) AS se2, SUM(ae) AS ae,
+         SUM(over_cap) AS over_cap, SUM(implausible) AS implausible,
+         SUM(CASE WHEN n > 0 THEN 1 ELSE 0 END) AS clusters
+  FROM per_cluster GROUP BY model_version, arm
+)
+SELECT a.model_version, a.arm, a.n, a.se, a.se2, a.ae, a.over_cap, a.implausible, a.clusters,
+       SUM(CASE WHEN c.n > 0 THEN (c.se - c.n * a.se / a.n) * (c.se - c.n * a.se / a.n) ELSE 0 END),
+       SUM(CASE WHEN c.n > 0 THEN (c.ae - c.n * a.ae / a.n) * (c.ae - c.n * a.ae / a.n) ELSE 0 END)
+FROM per_arm a JOIN per_cluster c ON c.model_version = a.model_version AND c.arm = a.arm
+GROUP BY a.model_version, a.arm, a.n, a.se, a.se2, a.ae, a.over_cap, a.implausible, a.clusters
 """
 _PAIRED_SUMS = _ADMITTED + """
 , pairs AS (
-  SELECT (CASE WHEN model_version = :challenger THEN prediction ELSE shadow_prediction END - actual) AS e_ch,
+  SELECT cluster,
+         (CASE WHEN model_version = :challenger THEN prediction ELSE shadow_prediction END - actual) AS e_ch,
          (CASE WHEN model_version = :champion THEN prediction ELSE shadow_prediction END - actual) AS e_cp
   FROM flagged
   WHERE implausible = 0 AND over_cap = 0
     AND ((model_version = :challenger AND shadow_version = :champion)
       OR (model_version = :champion AND shadow_version = :challenger))
+),
+diffs AS (SELECT cluster, e_ch * e_ch - e_cp * e_cp AS dse, ABS(e_ch) - ABS(e_cp) AS dae FROM pairs),
+per_cluster AS (
+  SELECT cluster, COUNT(*) AS n, SUM(dse) AS dse, SUM(dse * dse) AS dse2, SUM(dae) AS dae, SUM(dae * dae) AS dae2
+  FROM diffs GROUP BY cluster
+),
+total AS (
+  SELECT SUM(n) AS n, SUM(dse) AS dse, SUM(dse2) AS dse2, SUM(dae) AS dae, SUM(dae2) AS dae2, COUNT(*) AS clusters
+  FROM per_cluster
 )
-SELECT COUNT(*), SUM(e_ch * e_ch - e_cp * e_cp), SUM((e_ch * e_ch - e_cp * e_cp) * (e_ch * e_ch - e_cp * e_cp)),
-       SUM(ABS(e_ch) - ABS(e_cp)), SUM((ABS(e_ch) - ABS(e_cp)) * (ABS(e_ch) - ABS(e_cp)))
-FROM pairs
+SELECT t.n, t.dse, t.dse2, t.dae, t.dae2, t.clusters,
+       SUM((c.dse - c.n * t.dse / t.n) * (c.dse - c.n * t.dse / t.n)),
+       SUM((c.dae - c.n * t.dae / t.n) * (c.dae - c.n * t.dae / t.n))
+FROM total t LEFT JOIN per_cluster c ON 1 = 1
+GROUP BY t.n, t.dse, t.dse2, t.dae, t.dae2, t.clusters
 """
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 LABEL_ARRIVAL_MARGIN = timedelta(hours=1)
@@ -112,16 +155,20 @@ def _params(versions: list[str], since: datetime, until: datetime | None, rules:
 
 
 def label_sums(engine: Engine, versions: list[str], since: datetime, until: datetime | None, rules: LabelPolicy,
-               holdout_mse: float | None) -> LabelSums:
-    """Sum the errors of the labels that count, per version and variant, with how many were dropped and why."""
+               holdout_mse: float | None, by_variant: bool = True) -> LabelSums:
+    """Sum the errors of the labels that count, per version (and variant, `by_variant`), with how many were
+    dropped and why, and the cluster terms of their variance."""
     if not versions:
-        return LabelSums({})
+        return LabelSums({}, by_variant)
     query = _bind(_ARM_SUMS)
+    params = {**_params(versions, since, until, rules, holdout_mse), "by_variant": int(by_variant),
+              "both": BOTH_VARIANTS}
     with engine.connect() as conn:
-        rows = conn.execute(query, _params(versions, since, until, rules, holdout_mse)).all()
-    return LabelSums({(str(v), str(var)): (int(n or 0), float(se or 0), float(se2 or 0), float(ae or 0),
-                                           int(cap or 0), int(bad or 0))
-                      for v, var, n, se, se2, ae, cap, bad in rows})
+        rows = conn.execute(query, params).all()
+    kinds = (int, float, float, float, int, int, int, float, float)
+    return LabelSums({(str(row[0]), str(row[1])): {name: kind(value or 0) for name, kind, value
+                                                   in zip(_LABEL_FIELDS, kinds, row[2:], strict=True)}
+                      for row in rows}, by_variant)
 
 
 def arm(engine: Engine, version: str | None, since: datetime, until: datetime | None, slo_ms: float,
@@ -150,11 +197,9 @@ def arm(engine: Engine, version: str | None, since: datetime, until: datetime | 
     with engine.connect() as conn:
         requests, errors, slow = conn.execute(counts).one()
         named, anonymous = conn.execute(users).one()
-    n, se, se2, ae, over_cap, implausible = (labels.of(version, variant) if labels is not None
-                                             else (0, 0.0, 0.0, 0.0, 0, 0))
-    return ArmEvidence(version=version, requests=int(requests), errors=int(errors), slow=int(slow), labels=n,
-                       se_sum=se, se_sq_sum=se2, ae_sum=ae, users=int(named or 0) + int(anonymous or 0),
-                       labels_over_cap=over_cap, labels_implausible=implausible)
+    return ArmEvidence(version=version, requests=int(requests), errors=int(errors), slow=int(slow),
+                       users=int(named or 0) + int(anonymous or 0),
+                       **(labels.of(version, variant) if labels is not None else {}))
 
 
 def paired(engine: Engine, champion: str | None, challenger: str | None, since: datetime, rules: LabelPolicy,
@@ -166,8 +211,9 @@ def paired(engine: Engine, champion: str | None, challenger: str | None, since: 
     params = {**_params([champion, challenger], since, None, rules, holdout_mse),
               "champion": champion, "challenger": challenger}
     with engine.connect() as conn:
-        n, se, se2, ae, ae2 = conn.execute(query, params).one()
-    return PairedEvidence(int(n), float(se or 0), float(se2 or 0), float(ae or 0), float(ae2 or 0))
+        n, se, se2, ae, ae2, clusters, se_ss, ae_ss = conn.execute(query, params).one()
+    return PairedEvidence(int(n or 0), float(se or 0), float(se2 or 0), float(ae or 0), float(ae2 or 0),
+                          int(clusters or 0), float(se_ss or 0), float(ae_ss or 0))
 
 
 def alias_set_at(engine: Engine, model_name: str, alias: str, version: str) -> datetime | None:
@@ -247,8 +293,8 @@ def guard_evidence(src: Sources, policy: Policy, now: datetime | None = None) ->
     if previous is not None and promoted is not None:  # the hour before it was replaced
         before = promoted - timedelta(minutes=60)
         record = arm(src.engine, previous, before, promoted, policy.latency_slo_ms,
-                     labels=label_sums(src.engine, [previous], before, promoted, policy.labels, mse))
-    labels = label_sums(src.engine, [champion] if champion else [], since, None, policy.labels, mse)
+                     labels=label_sums(src.engine, [previous], before, promoted, policy.labels, mse, by_variant=False))
+    labels = label_sums(src.engine, [champion] if champion else [], since, None, policy.labels, mse, by_variant=False)
     return GuardEvidence(
         champion=arm(src.engine, champion, since, None, policy.latency_slo_ms, labels=labels),
         holdout_mse=mse, previous=record, previous_version=previous, in_watch_window=in_watch,

@@ -15,7 +15,9 @@ each at one-sided `alpha`. Retiring a challenger needs a significant regression 
 `alpha_retire`, rolling back a champion one at the stricter `alpha_regression`; each is split
 over the metrics checked (Bonferroni). Validity gates come first:
 no data, too few samples per arm, or a sample-ratio mismatch (χ² against the configured split)
-give HOLD — never a verdict on the model.
+give HOLD — never a verdict on the model. Labels come in clusters (one per client address or
+sender): the variance of every label-based mean is cluster-robust, so one person's labels cannot
+make a difference significant however alike they are.
 """
 
 from __future__ import annotations
@@ -124,6 +126,13 @@ class ArmEvidence:
     # Labels reported but not counted (LabelPolicy): beyond a sender's or an address's share, or implausible.
     labels_over_cap: int = 0
     labels_implausible: int = 0
+    # Who the counted labels came from: one cluster per public client address, else per sender, else per
+    # label. With clusters, the variance of the error means is cluster-robust (Σ over clusters of the
+    # squared deviation of each cluster's error sum), so one voice's many labels weigh as one voice's
+    # uncertainty. 0: not counted (evidence recorded before clusters were), the per-label variance.
+    label_clusters: int = 0
+    se_cluster_ss: float = 0.0  # Σ_c (Σ_c e² − n_c · mean e²)²
+    ae_cluster_ss: float = 0.0  # Σ_c (Σ_c |e| − n_c · mean |e|)²
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,9 @@ class PairedEvidence:
     d_se_sq_sum: float = 0.0  # Σ of its squares
     d_ae_sum: float = 0.0  # Σ (|e_challenger| − |e_champion|)
     d_ae_sq_sum: float = 0.0
+    clusters: int = 0  # as ArmEvidence.label_clusters, over the pairs
+    d_se_cluster_ss: float = 0.0
+    d_ae_cluster_ss: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -202,7 +214,7 @@ def cs_radius(variance: float, tau: float, alpha: float) -> float:
     With V the estimate's variance and τ the mixture scale, the boundary is
     sqrt(V (V+τ²)/τ² · (2 ln(1/α) + ln((V+τ²)/V))): it holds at level α uniformly over time.
     """
-    if variance <= 0:
+    if variance <= 0 or math.isinf(variance):
         return math.inf
     t2 = tau * tau
     return math.sqrt(variance * (variance + t2) / t2 * (2 * math.log(1 / alpha) + math.log((variance + t2) / variance)))
@@ -215,11 +227,27 @@ def _proportion(events: int, n: int) -> tuple[float, float]:
     return p, smoothed * (1 - smoothed) / n
 
 
-def _mean(total: float, total_sq: float, n: int) -> tuple[float, float]:
-    """Return (mean, variance of the mean) from Σx, Σx², n."""
+def _mean(total: float, total_sq: float, n: int, clusters: int = 0, cluster_ss: float = 0.0) -> tuple[float, float]:
+    """Return (mean, variance of the mean) from Σx, Σx², n.
+
+    With `clusters` (G) and `cluster_ss` (Σ over clusters of (Σ_c x − n_c · mean)²), the variance is the
+    cluster-robust one, G/(G−1) · cluster_ss / n²: the per-label variance when every label is its own
+    cluster, far wider when one cluster's labels pull the mean. One cluster alone tells nothing about
+    the spread between clusters: infinite variance, no verdict.
+    """
     mean = total / n
+    if clusters:
+        return mean, (clusters / (clusters - 1) * max(cluster_ss, 0.0) / (n * n) if clusters > 1 else math.inf)
     var = max(total_sq - total * total / n, 0.0) / max(n - 1, 1)
     return mean, var / n
+
+
+def _mse(arm: ArmEvidence) -> tuple[float, float]:
+    return _mean(arm.se_sum, arm.se_sq_sum, arm.labels, arm.label_clusters, arm.se_cluster_ss)
+
+
+def _mae(arm: ArmEvidence) -> tuple[float, float]:
+    return _mean(arm.ae_sum, arm.se_sum, arm.labels, arm.label_clusters, arm.ae_cluster_ss)
 
 
 def srm_p_value(n_a: int, n_b: int, weight_b: float) -> float:
@@ -331,13 +359,14 @@ def _decide_ab(ev: ABEvidence, p: Policy) -> Decision:
         if not labels.passed:
             return Decision("HOLD", f"collecting ground truth: {a.labels}/{b.labels} labels (A/B), "
                                     f"{p.min_labels_per_arm} needed per arm", tuple(checks))
-        mse_a, mse_b = _mean(a.se_sum, a.se_sq_sum, a.labels), _mean(b.se_sum, b.se_sq_sum, b.labels)
-        mae_a, mae_b = _mean(a.ae_sum, a.se_sum, a.labels), _mean(b.ae_sum, b.se_sum, b.labels)
+        mse_a, mse_b = _mse(a), _mse(b)
+        mae_a, mae_b = _mae(a), _mae(b)
         n_a, n_b = a.labels, b.labels
     else:  # paired: the difference is measured on the same rows; arm A's estimate carries it all
         checks.append(_gate("pairs", pairs.pairs, pairs.pairs, p.min_labels_per_arm))
-        mse_a, mse_b = (0.0, 0.0), _mean(pairs.d_se_sum, pairs.d_se_sq_sum, pairs.pairs)
-        mae_a, mae_b = (0.0, 0.0), _mean(pairs.d_ae_sum, pairs.d_ae_sq_sum, pairs.pairs)
+        mse_a = mae_a = (0.0, 0.0)
+        mse_b = _mean(pairs.d_se_sum, pairs.d_se_sq_sum, pairs.pairs, pairs.clusters, pairs.d_se_cluster_ss)
+        mae_b = _mean(pairs.d_ae_sum, pairs.d_ae_sq_sum, pairs.pairs, pairs.clusters, pairs.d_ae_cluster_ss)
         n_a = n_b = pairs.pairs
     mse_scale = ev.holdout_mse or max(mse_a[0] or (a.se_sum / max(a.labels, 1)), 1e-12)
     mae_scale = ev.holdout_mae or max(mae_a[0] or (a.ae_sum / max(a.labels, 1)), 1e-12)
@@ -389,7 +418,7 @@ def _decide_guard(ev: GuardEvidence, p: Policy) -> Decision:
         limits.append(_limit_check("slo_violation_rate", _proportion(c.slow, c.requests), c.requests,
                                    p.mixing.slo_violation_rate, alpha_reg, g.max_slo_violation_rate))
     if c.labels >= g.min_labels and ev.holdout_mse:
-        limits.append(_limit_check("mse_ratio_to_holdout", _mean(c.se_sum, c.se_sq_sum, c.labels), c.labels,
+        limits.append(_limit_check("mse_ratio_to_holdout", _mse(c), c.labels,
                                    p.mixing.mse_relative, alpha_reg, g.max_rmse_ratio ** 2, scale=ev.holdout_mse))
     checks += limits
     prev = ev.previous
@@ -400,8 +429,8 @@ def _decide_guard(ev: GuardEvidence, p: Policy) -> Decision:
                                       p.mixing.error_rate, alpha_reg, 0.0))
         if min(prev.labels, c.labels) >= g.min_labels:
             scale = ev.holdout_mse or max(prev.se_sum / prev.labels, 1e-12)
-            checks.append(_diff_check("mse_vs_previous", "regression", _mean(prev.se_sum, prev.se_sq_sum, prev.labels),
-                                      _mean(c.se_sum, c.se_sq_sum, c.labels), prev.labels, c.labels,
+            checks.append(_diff_check("mse_vs_previous", "regression", _mse(prev),
+                                      _mse(c), prev.labels, c.labels,
                                       p.mixing.mse_relative, alpha_reg, 0.0, scale=scale))
     degraded = [ch for ch in checks if ch.passed]
     if degraded:

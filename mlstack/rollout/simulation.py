@@ -47,8 +47,9 @@ class Scenario:
     holdout_rmse: float = 45_000.0
     # how many people send the labels; the judge counts each one's first `labels.max_per_sender` (None: all)
     senders: int | None = None
-    # one more person who, right after the promotion, reports false values whose error is this multiple of
-    # the holdout RMSE (just under `implausible_error_ratio` is the worst that is still counted); 0: nobody
+    # one more person who, right after the promotion, reports `max_per_sender` false values whose error is
+    # this multiple of the holdout RMSE (just under `implausible_error_ratio` is the worst still counted; near
+    # 0 hides a regression); 0: nobody
     poison_ratio: float = 0.0
 
 
@@ -123,12 +124,33 @@ def _cap_senders(stats: dict[str, np.ndarray], cap: int | None) -> dict[str, np.
     return {**stats, **sums, "labels": counted, "labels_over_cap": sent - counted}
 
 
+def _clustered(stats: dict[str, np.ndarray], senders: int | None, poison: tuple[int, float] | None
+               ) -> dict[str, np.ndarray]:
+    """Add the cluster-robust terms the evidence query computes (cumulative stats, runs × ticks).
+
+    Honest labels are independent of each other, within one sender too, so their clusters' squared
+    deviations sum, in expectation, to the per-label ones: Σ(x − m)² over labels, with `senders`
+    clusters (None: one per label). The poisoner is one cluster of k labels of error `err` each. m is
+    the mean over every counted label, the poisoner's included.
+    """
+    n, se, se2, ae = (stats[k].astype(float) for k in ("labels", "se_sum", "se_sq_sum", "ae_sum"))
+    k, err = poison or (0, 0.0)
+    total = np.maximum(n + k, 1)
+    m_se, m_ae = (se + k * err ** 2) / total, (ae + k * err) / total
+    se_ss = se2 - 2 * m_se * se + m_se ** 2 * n + (k * err ** 2 - k * m_se) ** 2
+    ae_ss = se - 2 * m_ae * ae + m_ae ** 2 * n + (k * err - k * m_ae) ** 2
+    clusters = (n if senders is None else np.minimum(n, senders)) + (1 if k else 0)
+    return {**stats, "label_clusters": clusters, "se_cluster_ss": se_ss, "ae_cluster_ss": ae_ss}
+
+
 def _arm(stats: dict[str, np.ndarray], run: int, tick: int, version: str) -> ArmEvidence:
+    extra = {key: kind(stats[key][run, tick]) for key, kind in (
+        ("labels_over_cap", int), ("label_clusters", int), ("se_cluster_ss", float), ("ae_cluster_ss", float))
+        if key in stats}
     return ArmEvidence(version=version, requests=int(stats["requests"][run, tick]), errors=int(stats["errors"][run, tick]),
                        slow=int(stats["slow"][run, tick]), labels=int(stats["labels"][run, tick]),
                        se_sum=float(stats["se_sum"][run, tick]), se_sq_sum=float(stats["se_sq_sum"][run, tick]),
-                       ae_sum=float(stats["ae_sum"][run, tick]),
-                       labels_over_cap=int(stats["labels_over_cap"][run, tick]) if "labels_over_cap" in stats else 0)
+                       ae_sum=float(stats["ae_sum"][run, tick]), **extra)
 
 
 def simulate_ab(scenario: Scenario, policy: Policy, runs: int, seed: int = 0) -> Outcome:
@@ -187,8 +209,13 @@ def simulate_guard(scenario: Scenario, policy: Policy, runs: int, seed: int = 0)
     now = {k: np.cumsum(v, axis=1) for k, v in _arm_ticks(rng, n, scenario.challenger, scenario.label_fraction).items()}
     cap = None if scenario.senders is None else scenario.senders * policy.labels.max_per_sender
     now = _cap_senders(now, cap)  # the guard's window starts at the promotion: every label of the run is in it
+    poison = None
     if scenario.poison_ratio:  # the poisoner's counted labels (its first max_per_sender) join from the first tick
-        k, err = policy.labels.max_per_sender, scenario.poison_ratio * scenario.holdout_rmse
+        poison = (policy.labels.max_per_sender, scenario.poison_ratio * scenario.holdout_rmse)
+    if scenario.senders is not None or poison:  # who the labels came from: the judge's clusters
+        now = _clustered(now, scenario.senders, poison)
+    if poison:
+        k, err = poison
         for key, value in (("labels", k), ("se_sum", k * err ** 2), ("se_sq_sum", k * err ** 4), ("ae_sum", k * err)):
             now[key] = now[key] + value
     prev = _arm_ticks(rng, prev_n, scenario.champion, scenario.label_fraction)
@@ -230,6 +257,8 @@ def run_all(policy: Policy, runs: int = 2000, seed: int = 0) -> dict[str, Outcom
     worst = 0.98 * policy.labels.implausible_error_ratio  # the largest error the plausibility rule still counts
     out["guard: healthy champion, one poisoner"] = simulate_guard(
         Scenario("guard-poisoned", base, base, poison_ratio=worst), policy, runs, seed)
+    out["guard: champion RMSE +25%, one person reports no error"] = simulate_guard(  # who would hide a regression
+        replace(worse, name="guard-worse-hidden", poison_ratio=1e-9), policy, runs, seed)
     return out
 
 
@@ -262,11 +291,16 @@ def targets(out: dict[str, Outcome], policy: Policy) -> list[tuple[str, str, boo
                      "everyone (p95 within 10%)",
                      f"rolled back {o.share('ROLLBACK'):.1%}, p95 {p95 or 0:.0f} s vs {base_p95:.0f} s, "
                      f"p95 {labels:.0f} counted labels",
-                     o.share("ROLLBACK") >= 0.95 and p95 is not None and p95 <= 1.1 * base_p95, False))
+                     o.share("ROLLBACK") >= 0.95 and p95 is not None and p95 <= 1.1 * base_p95, people >= 50))
     poisoned = out["guard: healthy champion, one poisoner"]
     rows.append((f"one person's {policy.labels.max_per_sender} false labels, each just under the plausibility limit, "
                  "right after a promotion: false rollback ≤ 1%",
-                 f"{poisoned.share('ROLLBACK'):.1%} of {poisoned.runs}", poisoned.share("ROLLBACK") <= 0.01, False))
+                 f"{poisoned.share('ROLLBACK'):.1%} of {poisoned.runs}", poisoned.share("ROLLBACK") <= 0.01, True))
+    hidden = out["guard: champion RMSE +25%, one person reports no error"]
+    rows.append((f"RMSE +25% after promotion while one person reports {policy.labels.max_per_sender} perfect labels: "
+                 "still rolled back (≥ 95%)",
+                 f"rolled back {hidden.share('ROLLBACK'):.1%}, p95 {hidden.p95_seconds() or 0:.0f} s vs "
+                 f"{base_p95:.0f} s", hidden.share("ROLLBACK") >= 0.95, True))
     for rate, o in errors.items():
         p95 = o.p95_seconds()
         rows.append((f"errors 1% → 5% at {rate:g} req/s (50/50): retired within 120 s (p95, statistics only)",

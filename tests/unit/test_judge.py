@@ -118,6 +118,21 @@ def test_guard_compares_with_the_previous_champion_in_the_watch_window():
     assert inside.action == "ROLLBACK" and "mse_vs_previous" in inside.reason
 
 
+def test_labels_from_one_cluster_decide_nothing_and_singletons_are_per_label():
+    """Cluster-robust variance: every label its own cluster gives the per-label decision; the same labels
+    from one voice (one cluster) tell nothing about the spread between voices, so no verdict."""
+    rmse = arm("2", 3000, labels=2000, rmse=70_000.0)
+    per_label = decide(_guard(rmse), POLICY)
+    var_se = (3.0 - 1.0) * (70_000.0 ** 2) ** 2 * 2000  # Σ (e² − mean e²)² of this arm's squared errors
+    var_ae = (1.0 - 0.8 ** 2) * 70_000.0 ** 2 * 2000
+    singletons = replace(rmse, label_clusters=2000, se_cluster_ss=var_se, ae_cluster_ss=var_ae)
+    one_voice = replace(singletons, label_clusters=1)
+    assert per_label.action == decide(_guard(singletons), POLICY).action == "ROLLBACK"
+    assert [c.lower for c in per_label.checks] == pytest.approx([c.lower for c in decide(_guard(singletons),
+                                                                                          POLICY).checks], rel=1e-3)
+    assert decide(_guard(one_voice), POLICY).action == "KEEP"
+
+
 def test_confidence_sequence_narrows_with_data_and_widens_with_confidence():
     assert cs_radius(1e-4, 0.02, 0.05) < cs_radius(1e-3, 0.02, 0.05)
     assert cs_radius(1e-4, 0.02, 0.01) > cs_radius(1e-4, 0.02, 0.05)

@@ -2,8 +2,10 @@
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
+from mlstack.rollout import simulation
 from mlstack.rollout.policy import load_policy
 from mlstack.rollout.simulation import ArmModel, Scenario, simulate_ab, simulate_guard
 
@@ -44,10 +46,23 @@ def test_few_senders_count_at_most_their_cap_and_slow_the_guard(policy):
     assert all(n <= cap for n in few.labels_b)
 
 
-def test_a_poisoner_just_under_the_plausibility_limit_is_modelled(policy):
-    """The harness reproduces the attack the per-sender cap alone does not stop (reported by the targets)."""
+def test_a_poisoner_just_under_the_plausibility_limit_weighs_as_one_cluster(policy, monkeypatch):
+    """The attack the per-sender cap alone does not stop: counted per label, one person's false values roll a
+    healthy champion back; as one cluster of the judge's cluster-robust variance, never."""
     base = ArmModel()
-    healthy = simulate_guard(Scenario("ok", base, base), policy, runs=100)
-    poisoned = simulate_guard(Scenario("ok", base, base, poison_ratio=0.98 * policy.labels.implausible_error_ratio),
-                              policy, runs=100)
-    assert poisoned.decisions.get("ROLLBACK", 0) > healthy.decisions.get("ROLLBACK", 0)
+    attack = Scenario("ok", base, base, poison_ratio=0.98 * policy.labels.implausible_error_ratio)
+    assert simulate_guard(attack, policy, runs=100).decisions.get("ROLLBACK", 0) == 0
+    monkeypatch.setattr(simulation, "_clustered", lambda stats, senders, poison: stats)  # every label its own voice
+    assert simulate_guard(attack, policy, runs=100).decisions.get("ROLLBACK", 0) >= 5
+
+
+def test_cluster_terms_of_honest_singletons_are_the_per_label_variance(policy):
+    """With every label its own cluster and nobody else, the cluster-robust variance is the per-label one."""
+    rng = np.random.default_rng(0)
+    e = rng.standard_t(5, size=(1, 300)) * 40_000
+    stats = {"labels": np.array([[300]]), "se_sum": np.array([[np.sum(e ** 2)]]),
+             "se_sq_sum": np.array([[np.sum(e ** 4)]]), "ae_sum": np.array([[np.sum(np.abs(e))]])}
+    out = simulation._clustered(stats, None, None)
+    assert out["label_clusters"][0, 0] == 300
+    assert out["se_cluster_ss"][0, 0] == pytest.approx(np.sum((e ** 2 - np.mean(e ** 2)) ** 2), rel=1e-9)
+    assert out["ae_cluster_ss"][0, 0] == pytest.approx(np.sum((np.abs(e) - np.mean(np.abs(e))) ** 2), rel=1e-9)
