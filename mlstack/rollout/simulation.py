@@ -10,8 +10,10 @@ figures the issue asks for.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -244,22 +246,37 @@ def standard_scenarios() -> dict[str, Scenario]:
     }
 
 
-def run_all(policy: Policy, runs: int = 2000, seed: int = 0) -> dict[str, Outcome]:
-    """Run every standard scenario (A/B) and the two guard scenarios."""
-    out = {title: simulate_ab(sc, policy, runs, seed) for title, sc in standard_scenarios().items()}
+def scenarios(policy: Policy) -> dict[str, tuple[str, Scenario]]:
+    """Every scenario run_all runs: title → ("ab" or "guard", scenario)."""
+    jobs = {title: ("ab", sc) for title, sc in standard_scenarios().items()}
     base = ArmModel()
-    out["guard: healthy champion"] = simulate_guard(Scenario("guard-ok", base, base), policy, runs, seed)
     worse = Scenario("guard-worse", base, replace(base, rmse=base.rmse * 1.25))
-    out["guard: champion RMSE +25%"] = simulate_guard(worse, policy, runs, seed)
-    for people in (50, 10):  # what the per-sender cap costs when few people send the labels
-        out[f"guard: champion RMSE +25%, labels from {people} people"] = simulate_guard(
-            replace(worse, name=f"guard-worse-{people}", senders=people), policy, runs, seed)
     worst = 0.98 * policy.labels.implausible_error_ratio  # the largest error the plausibility rule still counts
-    out["guard: healthy champion, one poisoner"] = simulate_guard(
-        Scenario("guard-poisoned", base, base, poison_ratio=worst), policy, runs, seed)
-    out["guard: champion RMSE +25%, one person reports no error"] = simulate_guard(  # who would hide a regression
-        replace(worse, name="guard-worse-hidden", poison_ratio=1e-9), policy, runs, seed)
-    return out
+    jobs.update({
+        "guard: healthy champion": ("guard", Scenario("guard-ok", base, base)),
+        "guard: champion RMSE +25%": ("guard", worse),
+        **{f"guard: champion RMSE +25%, labels from {people} people": (  # what the per-sender cap costs
+            "guard", replace(worse, name=f"guard-worse-{people}", senders=people)) for people in (50, 10)},
+        "guard: healthy champion, one poisoner": ("guard", Scenario("guard-poisoned", base, base, poison_ratio=worst)),
+        # who would hide a regression: one person reporting perfect labels
+        "guard: champion RMSE +25%, one person reports no error": (
+            "guard", replace(worse, name="guard-worse-hidden", poison_ratio=1e-9)),
+    })
+    return jobs
+
+
+def _run(kind: str, scenario: Scenario, policy: Policy, runs: int, seed: int) -> Outcome:
+    return (simulate_ab if kind == "ab" else simulate_guard)(scenario, policy, runs, seed)
+
+
+def run_all(policy: Policy, runs: int = 2000, seed: int = 0, workers: int = 1) -> dict[str, Outcome]:
+    """Run every scenario, on `workers` processes (each scenario is seeded: the same results either way)."""
+    jobs = scenarios(policy)
+    if workers <= 1:
+        return {title: _run(kind, sc, policy, runs, seed) for title, (kind, sc) in jobs.items()}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {title: pool.submit(_run, kind, sc, policy, runs, seed) for title, (kind, sc) in jobs.items()}
+        return {title: future.result() for title, future in futures.items()}
 
 
 def targets(out: dict[str, Outcome], policy: Policy) -> list[tuple[str, str, bool, bool]]:
@@ -317,10 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", action="store_true", help="exit 1 when an enforced target is missed")
     parser.add_argument("--policy", default=None, help="a policy file other than mlstack/rollout/policy.yaml")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
     args = parser.parse_args(argv)
     policy, digest = load_policy(args.policy)
     print(f"judge simulation: {args.runs} seeded runs per scenario, policy sha256 {digest[:12]}", flush=True)
-    out = run_all(policy, args.runs, args.seed)
+    out = run_all(policy, args.runs, args.seed, args.workers)
     for title, o in out.items():
         p95 = o.p95_seconds()
         print(f"  {title:38} {dict(o.decisions)}  p95 time to verdict {'-' if p95 is None else f'{p95:.0f} s'}"

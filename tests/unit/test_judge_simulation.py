@@ -66,3 +66,9 @@ def test_cluster_terms_of_honest_singletons_are_the_per_label_variance(policy):
     assert out["label_clusters"][0, 0] == 300
     assert out["se_cluster_ss"][0, 0] == pytest.approx(np.sum((e ** 2 - np.mean(e ** 2)) ** 2), rel=1e-9)
     assert out["ae_cluster_ss"][0, 0] == pytest.approx(np.sum((np.abs(e) - np.mean(np.abs(e))) ** 2), rel=1e-9)
+
+
+def test_scenarios_on_several_processes_give_the_same_outcomes(policy):
+    one, two = simulation.run_all(policy, runs=10, seed=3), simulation.run_all(policy, runs=10, seed=3, workers=2)
+    assert list(one) == list(two)
+    assert [(o.decisions, o.seconds) for o in one.values()] == [(o.decisions, o.seconds) for o in two.values()]
