@@ -180,3 +180,17 @@ def test_the_migrations_create_every_index_the_schema_declares(store):
         declared = {ix.name for ix in table.indexes}
         built = {ix["name"] for ix in inspector.get_indexes(table.name)}
         assert declared <= built, (table.name, declared - built)
+
+
+def test_recent_but_the_frequent_kinds_matches_the_plain_filter(store):
+    """`recent(exclude=…)` reads each other kind's newest rows from the index; the answer is the filter's."""
+    for i in range(60):
+        action = ("set_alias", "judge_guard", "judge_ab", "notify", "delete_alias")[i % 5 if i % 7 else 1]
+        store.append(ModelEvent("t", action, "m" if i % 3 else "other", f"event {i}"))
+    judged = ("judge_ab", "judge_guard", "notify")
+    assert store.actions("m") == sorted({e["action"] for e in store.recent("m", limit=1000)})
+    for limit in (1, 5, 100):
+        expected = [e for e in store.recent("m", limit=1000) if e["action"] not in judged][:limit]
+        assert store.recent("m", limit=limit, exclude=judged) == expected
+    assert store.recent("m", exclude=("set_alias", "judge_guard", "judge_ab", "notify", "delete_alias")) == []
+    assert store.recent("nobody", exclude=judged) == []

@@ -33,6 +33,15 @@ def query(native, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
+def served_versions(native) -> dict[str, str]:
+    """slot → the model version it serves now (its /model-info)."""
+    out = {}
+    for slot, port in (("A", native.settings.BACKEND_A_PORT), ("B", native.settings.BACKEND_B_PORT)):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/model-info", timeout=5) as resp:
+            out[slot] = json.loads(resp.read())["model"]["version"]
+    return out
+
+
 def wait_for(native, expr: str, timeout: float = 60, check=lambda r: bool(r)) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:
@@ -80,9 +89,16 @@ def test_slot_metrics_per_version_and_live_accuracy_reach_prometheus(native, tra
                       check=lambda r: {x["metric"]["variant"] for x in r} == {"A", "B"})
     assert {r["metric"]["variant"] for r in served} == {"A", "B"}
     assert all(r["metric"]["model_version"] for r in served)
-    mae = wait_for(native, "variant_version:mlstack_live_mae:30m", timeout=60,
-                   check=lambda r: {x["metric"]["variant"] for x in r} == {"A", "B"})
-    assert mae and all(0 < float(r["value"][1]) < 500_000 for r in mae), mae
+    # the versions the slots serve now: earlier tests may have left other versions' series (faults included)
+    serving = {(slot, version) for slot, version in served_versions(native).items()}
+
+    def current(result):
+        return {(x["metric"]["variant"], x["metric"]["model_version"]): float(x["value"][1]) for x in result
+                if (x["metric"]["variant"], x["metric"]["model_version"]) in serving}
+
+    mae = current(wait_for(native, "variant_version:mlstack_live_mae:30m", timeout=60,
+                           check=lambda r: len(current(r)) == len(serving)))
+    assert set(mae) == serving and all(0 < value < 500_000 for value in mae.values()), (mae, serving)
     ratio = {r["metric"]["variant"]: float(r["value"][1])
              for r in wait_for(native, "variant:mlstack_predict_error_ratio:rate5m")}
     assert ratio["A"] == 0  # slot A was never put in an error fault: no errors reads 0, not "no data"
