@@ -85,15 +85,13 @@ flagged AS (
 _ARM_SUMS = _ADMITTED + """
 , errors AS (
   SELECT model_version, CASE WHEN :by_variant = 1 THEN variant ELSE :both END AS arm, cluster,
-         implausible, over_cap, (prediction - actual) * (prediction - actual) AS se, ABS(prediction - actual) AS ae
+         implausible, over_cap, CASE WHEN implausible = 0 AND over_cap = 0 THEN 1 ELSE 0 END AS counted,
+         (prediction - actual) * (prediction - actual) AS se, ABS(prediction - actual) AS ae
   FROM flagged
 ),
 per_cluster AS (
-  SELECT model_version, arm, cluster,
-         SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN 1 ELSE 0 END) AS n,
-         SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN se ELSE 0 END) AS se,
-         SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN se * se ELSE 0 END) AS se2,
-         SUM(CASE WHEN implausible = 0 AND over_cap = 0 THEN ae ELSE 0 END) AS ae,
+  SELECT model_version, arm, cluster, SUM(counted) AS n, SUM(counted * se) AS se, SUM(counted * se * se) AS se2,
+         SUM(counted * ae) AS ae,
          SUM(over_cap) AS over_cap, SUM(implausible) AS implausible
   FROM errors GROUP BY model_version, arm, cluster
 ),
