@@ -107,9 +107,11 @@ class Deployment:
         """Restart one service the way an operator would (gracefully), and return once it is running again.
 
         The frontend and nginx run once each, so nothing could answer while they restart whole: their
-        master keeps the listening socket and replaces its workers (IN_PLACE; new gunicorn workers load
-        the code on disk before they accept, new nginx workers read the config; the old ones finish what
-        they serve). A slot restarts whole while nginx sends its requests to the other slot.
+        master keeps the listening socket and replaces its workers (IN_PLACE). nginx does that on HUP (new
+        workers read the config, the old ones finish what they serve). gunicorn's HUP would retire the old
+        workers at once while the new ones still import, so the frontend's workers roll instead: one more
+        worker, which loads the code on disk, until the new ones say they serve; then one fewer at a time,
+        gunicorn retiring the oldest. A slot restarts whole while nginx sends its requests to the other slot.
         A deliberate restart does not page: the alerts it would raise are silenced for a few minutes first.
         """
         from mlstack.monitoring.silence import silence_restart
@@ -117,7 +119,9 @@ class Deployment:
         if self.settings.MONITORING_ENABLED:
             silence_restart(f"http://127.0.0.1:{self.settings.ALERTMANAGER_PORT}", service,
                             minutes=max(5.0, self.settings.STARTUP_TIMEOUT_SECONDS / 60))
-        if service in IN_PLACE:
+        if IN_PLACE.get(service) == "roll":
+            self._roll_workers(service)
+        elif service in IN_PLACE:
             workers = self.workers(service)
             self._signal(service, IN_PLACE[service])
             self._wait_replaced(service, workers)
@@ -151,6 +155,35 @@ class Deployment:
 
         return {p.pid for p in psutil.Process(self.main_pid(service)).children()}
 
+    def ready_workers(self, service: str) -> set[int]:
+        """The gunicorn workers that serve: their process title ends in READY (set once the app is loaded)."""
+        import psutil
+
+        ready = set()
+        for child in psutil.Process(self.main_pid(service)).children():
+            try:
+                if " ".join(filter(None, child.cmdline())).endswith(READY):  # the title is padded with NULs
+                    ready.add(child.pid)
+            except psutil.NoSuchProcess:
+                pass
+        return ready
+
+    def _roll_workers(self, service: str, timeout: float = 120) -> None:
+        """Replace a gunicorn master's workers without a moment in which none accepts (TTIN, then TTOU)."""
+        old = self.workers(service)
+        deadline = time.monotonic() + timeout
+        for _ in old:  # grow by one at a time: signals sent together could merge into one
+            before = self.workers(service)
+            self._signal(service, "TTIN")
+            while not (self.ready_workers(service) - before - old):
+                if time.monotonic() > deadline:
+                    raise StackError(f"{service}: a new worker did not start serving within {timeout:.0f} s")
+                time.sleep(0.2)
+        for _ in old:  # gunicorn retires the oldest worker first: an old one
+            self._signal(service, "TTOU")
+            time.sleep(0.2)
+        self._wait_replaced(service, old, timeout=max(1.0, deadline - time.monotonic()))
+
     def _wait_replaced(self, service: str, old: set[int], timeout: float = 60) -> None:
         """Wait until every old worker has finished and new ones run in its place."""
         deadline = time.monotonic() + timeout
@@ -170,8 +203,10 @@ class Deployment:
         raise NotImplementedError
 
 
-# Services that restart in place, and the signal that does it (gunicorn: reload, nginx: reload).
-IN_PLACE = {"frontend": "HUP", "nginx": "HUP"}
+# Services that restart in place, and how: nginx reloads on HUP, the frontend's gunicorn workers roll.
+IN_PLACE = {"frontend": "roll", "nginx": "HUP"}
+# How a gunicorn worker's process title ends once it serves (its post_worker_init hook sets it).
+READY = "ready"
 
 
 def fault_json(**fault: float) -> str | None:

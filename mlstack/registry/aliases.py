@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from mlstack.db.events import EventStore, ModelEvent
 from mlstack.db.schema import model_events
+
+if TYPE_CHECKING:  # a client is handed in: reading the audit trail (the status page) never loads MLflow
+    from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,8 @@ def read_aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
     """Return alias → version (as str) of a registered model; {} when it is not registered."""
     try:
         model = client.get_registered_model(model_name)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+    except Exception as exc:  # an MlflowException, told by its code
+        if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
             return {}
         raise
     return {alias: str(version) for alias, version in (model.aliases or {}).items()}

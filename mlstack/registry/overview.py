@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from mlstack.registry.aliases import read_aliases
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 
 @dataclass(frozen=True)
