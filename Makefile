@@ -103,7 +103,7 @@ bench-compose: install env ## Compose from nothing to the first prediction, rebu
 	@scripts/install.sh test
 	@$(PY) scripts/bench_compose.py
 
-chaos: up ## 30 min of simulated users while a random service is killed -9 every 2 min; reports/chaos.md (CHAOS_ARGS, e.g. --mode compose)
+chaos: install env ## (starts the stack of its mode) 30 min of simulated users while a random service is killed -9 every 2 min; reports/chaos.md (CHAOS_ARGS, e.g. --mode compose)
 	@$(PY) -m mlstack.chaos $(CHAOS_ARGS)
 
 bench-rollout: up ## time a 1%→5% error challenger's retirement by the scheduled evaluate_ab (about 50 min)

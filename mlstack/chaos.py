@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     deployment = open_deployment(args.mode, console=console)
+    deployment.up()  # the soak's own stack, in its mode: started, or updated and checked when it runs already
     data = load(TrainingSettings)  # the contract and the data the simulated users draw their rows from
     contract = get_contract(data.DATA_CONTRACT)
     rows = holdout_rows(data.DATA_PATH, contract)
