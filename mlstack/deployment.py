@@ -175,7 +175,7 @@ class Deployment:
         for _ in old:  # grow by one at a time: signals sent together could merge into one
             before = self.workers(service)
             self._signal(service, "TTIN")
-            while not (self.ready_workers(service) - before - old):
+            while not (self.ready_workers(service) - before):  # before holds every old worker too
                 if time.monotonic() > deadline:
                     raise StackError(f"{service}: a new worker did not start serving within {timeout:.0f} s")
                 time.sleep(0.2)
