@@ -30,8 +30,8 @@ def serve(answers_per_connection: int, connections: int) -> tuple[int, list[int]
                                       if line.lower().startswith(b"content-length")))
                     while len(rest) < length:
                         rest += conn.recv(65536)
+                    served.append(1)  # counted before answering: the client may assert as soon as it reads
                     conn.sendall(ANSWER)
-                    served.append(1)
         listener.close()
 
     threading.Thread(target=run, daemon=True).start()
