@@ -12,6 +12,10 @@ if [[ "$component" == "init" ]]; then
   exec airflow db migrate
 fi
 
+# The LocalExecutor's task slots: `auto` (or nothing) from the cores, by the rule in mlstack/settings.py (POOLS).
+AIRFLOW__CORE__PARALLELISM=$(python -m mlstack.settings pool AIRFLOW_PARALLELISM "${AIRFLOW__CORE__PARALLELISM:-auto}")
+export AIRFLOW__CORE__PARALLELISM
+
 if [[ "$component" == "api-server" ]]; then
   # SimpleAuthManager reads passwords from a JSON file: write it from the environment (.env), 0600.
   : "${AIRFLOW_ADMIN_USER:?set AIRFLOW_ADMIN_USER}" "${AIRFLOW_ADMIN_PASSWORD:?set AIRFLOW_ADMIN_PASSWORD in .env}"

@@ -38,13 +38,18 @@ export MLFLOW_S3_ENDPOINT_URL="$S3_ENDPOINT_URL"
 # The job runner forks several consumers (~2 GB RSS) that this stack does not use.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 
+# `auto` (or nothing): from the cores, by the rule in mlstack/settings.py (POOLS).
+MLFLOW_WORKERS=$(python -m mlstack.settings pool MLFLOW_WORKERS "${MLFLOW_WORKERS:-auto}")
+
 echo "mlflow: backend ${MLFLOW_DATABASE_URL%%:*}, artifacts s3://${S3_BUCKET}/mlflow at ${S3_ENDPOINT_URL}," \
      "listening on ${MLFLOW_HOST:-0.0.0.0}:${MLFLOW_PORT:-5000}"
-exec mlflow server \
+# `mlflow server` with these options, as one process (mlstack/registry/server.py: the CLI execs uvicorn
+# instead of waiting on it as a child).
+exec python -m mlstack.registry.server \
   --app-name basic-auth \
   --host "${MLFLOW_HOST:-0.0.0.0}" \
   --port "${MLFLOW_PORT:-5000}" \
-  --workers "${MLFLOW_WORKERS:-1}" \
+  --workers "$MLFLOW_WORKERS" \
   --backend-store-uri "$MLFLOW_DATABASE_URL" \
   --serve-artifacts \
   --artifacts-destination "s3://${S3_BUCKET}/mlflow" \

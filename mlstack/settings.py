@@ -7,6 +7,8 @@ only module that reads `os.environ`. `.env.example` documents every variable.
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -44,6 +46,28 @@ def _port(value: int, name: str) -> int:
     return value
 
 
+def cores() -> int:
+    """The CPUs this process may run on (a container's or a taskset's cpuset, else the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# Process pools whose size is `auto` (the default): the rule from the core count, chosen for a 2-core
+# laptop first (docs/operations.md has what each process costs). A number in .env overrides it.
+POOLS: dict[str, Callable[[int], int]] = {
+    "BACKEND_WORKERS": lambda n: max(1, min(n, 4)),  # per slot: serving is CPU-bound, 2 on 2 cores
+    "FRONTEND_WORKERS": lambda n: max(1, min(n // 2, 4)),  # pages wait on the API: 4 threads each overlap it
+    "AIRFLOW_PARALLELISM": lambda n: max(2, min(n, 8)),  # LocalExecutor processes, all forked at start
+    "MLFLOW_WORKERS": lambda n: max(1, min(n // 4, 4)),  # the registry answers a poll every few seconds
+}
+
+
+def pool_size(name: str, value: object) -> object:
+    """Resolve `auto` (or nothing) for one of POOLS from this machine's cores; leave any other value as is."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return POOLS[name](cores())
+    return value
+
+
 class _Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True,
@@ -56,6 +80,11 @@ class _Settings(BaseSettings):
     @classmethod
     def _absolute_var_dir(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator(*POOLS, mode="before", check_fields=False)
+    @classmethod
+    def _pool_size(cls, value: object, info: Any) -> object:
+        return pool_size(info.field_name, value)
 
     def sqlite_url(self, name: str) -> str:
         """Return the embedded SQLite URL used when no database URL is configured."""
@@ -219,7 +248,7 @@ class BackendSettings(_MlflowClient):
     FAULT_FILE: Path | None = None
     BACKEND_BIND: str = "127.0.0.1"
     BACKEND_PORT: int = 8001
-    BACKEND_WORKERS: int = Field(2, ge=1, le=32)
+    BACKEND_WORKERS: int = Field("auto", ge=1, le=32, validate_default=True)  # type: ignore[assignment]
     PROMETHEUS_MULTIPROC_DIR: Path | None = None
 
     @model_validator(mode="after")
@@ -247,7 +276,7 @@ class FrontendSettings(_MlflowClient, _SlotUrls, _AuditKey):
     SCHEMA_CACHE_SECONDS: float = Field(30.0, ge=0, le=3600)
     FRONTEND_BIND: str = "127.0.0.1"
     FRONTEND_PORT: int = 8003
-    FRONTEND_WORKERS: int = Field(2, ge=1, le=32)
+    FRONTEND_WORKERS: int = Field("auto", ge=1, le=32, validate_default=True)  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _derive(self) -> FrontendSettings:
@@ -316,7 +345,7 @@ class StackSettings(StorageSettings, _MlflowCredentials):
     MLFLOW_PORT: int = 5000
     MLFLOW_DATABASE_URL: str = ""
     MLFLOW_ALLOWED_HOSTS: str = "localhost,localhost:*,127.0.0.1,127.0.0.1:*"
-    MLFLOW_WORKERS: int = Field(1, ge=1, le=8)
+    MLFLOW_WORKERS: int = Field("auto", ge=1, le=8, validate_default=True)  # type: ignore[assignment]
     MLFLOW_AUTH_DATABASE_URL: str = ""
     MLFLOW_FLASK_SERVER_SECRET_KEY: SecretStr | None = None
     APP_DATABASE_URL: str = ""
@@ -345,7 +374,7 @@ class StackSettings(StorageSettings, _MlflowCredentials):
     AIRFLOW_JWT_SECRET: SecretStr | None = None
     AIRFLOW_API_SECRET_KEY: SecretStr | None = None
     AIRFLOW_DAGS_PAUSED: bool = False
-    AIRFLOW_PARALLELISM: int = Field(4, ge=1, le=32)
+    AIRFLOW_PARALLELISM: int = Field("auto", ge=1, le=32, validate_default=True)  # type: ignore[assignment]
     AIRFLOW_WORKER_LOG_PORT: int = 8793
     AIRFLOW_TRIGGER_LOG_PORT: int = 8794
     MONITORING_ENABLED: bool = True
@@ -469,3 +498,12 @@ def use_environment(values: dict[str, str]) -> None:
 def process_env() -> dict[str, str]:
     """Return a copy of this process's environment, for starting child processes."""
     return dict(os.environ)
+
+
+if __name__ == "__main__":  # `python -m mlstack.settings pool NAME [VALUE]`: a pool's size, for the start scripts
+    if len(sys.argv) not in (3, 4) or sys.argv[1] != "pool" or sys.argv[2] not in POOLS:
+        sys.exit(f"usage: python -m mlstack.settings pool {{{','.join(POOLS)}}} [VALUE|auto]")
+    size = str(pool_size(sys.argv[2], sys.argv[3] if len(sys.argv) == 4 else "auto")).strip()
+    if not size.isdigit() or int(size) < 1:
+        sys.exit(f"{sys.argv[2]} must be a whole number of processes (1 or more) or auto, got {size!r}")
+    print(int(size))

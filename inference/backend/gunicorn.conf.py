@@ -1,5 +1,7 @@
 """gunicorn settings of an inference slot; native mode and Compose run this same file."""
 
+import gc
+
 from mlstack.settings import BackendSettings, load
 
 # The app's modules and the model machinery (MLflow's model loader, scikit-learn, the compiled
@@ -13,8 +15,9 @@ import sklearn.linear_model  # noqa: E402,F401
 import sklearn.pipeline  # noqa: E402,F401
 
 import mlstack.serving.app  # noqa: E402,F401
-import mlstack.serving.fastpath  # noqa: E402,F401
+from mlstack.serving import fastpath  # noqa: E402
 
+fastpath.warm()  # the tree kernel's machine code, inherited by every worker (see fastpath.warm)
 _settings = load(BackendSettings)
 
 bind = f"{_settings.BACKEND_BIND}:{_settings.BACKEND_PORT}"
@@ -28,6 +31,12 @@ proc_name = f"mlstack-slot-{_settings.SLOT.lower()}"
 accesslog = None  # nginx logs requests; slots log decisions
 errorlog = "-"
 loglevel = "info"
+
+
+def pre_fork(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    """Move what the master holds out of the collector's reach: a collection in a worker would write to
+    every object it visits and so copy each page the worker shares with the master."""
+    gc.freeze()
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature

@@ -14,5 +14,5 @@ fi
 # One thread per worker: OpenMP/BLAS pools in several workers on few cores thrash.
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
 
-echo "slot ${SLOT}: gunicorn on ${BACKEND_BIND:-127.0.0.1}:${BACKEND_PORT:-8001}, ${BACKEND_WORKERS:-2} worker(s)"
+echo "slot ${SLOT}: gunicorn on ${BACKEND_BIND:-127.0.0.1}:${BACKEND_PORT:-8001}, ${BACKEND_WORKERS:-auto} worker(s)"
 exec gunicorn -c "$(dirname "$0")/gunicorn.conf.py" "mlstack.serving.app:create_app()"

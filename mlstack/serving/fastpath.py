@@ -54,6 +54,17 @@ def _forest(z: np.ndarray, roots: np.ndarray, feature: np.ndarray, threshold: np
     return out
 
 
+def warm() -> None:
+    """Load (or compile) the kernel for the one signature serving calls it with, in this process.
+
+    The gunicorn master of a slot calls this before it forks: every worker then inherits the machine
+    code, where each would otherwise spend ~1.4 s and ~50 MB of its own loading it from numba's cache.
+    """
+    leaf = np.full(1, -1, dtype=np.int64)
+    _forest(np.zeros((1, 1)), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1), leaf, leaf,
+            np.zeros(1), np.zeros(1, dtype=np.bool_), True)
+
+
 @dataclass
 class _Trees:
     roots: np.ndarray

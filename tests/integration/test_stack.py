@@ -34,6 +34,21 @@ def test_mlflow_uses_postgresql_and_the_s3_bucket(stack):
     assert any(k.endswith("evaluation/residuals.png") for k in keys), keys
 
 
+def test_the_mlflow_server_runs_as_one_process(stack):
+    """`mlflow server` waits on the uvicorn it starts, a second copy of MLflow in memory that serves nothing;
+    the stack's entrypoint makes the CLI become the server instead (mlstack/registry/server.py)."""
+    import psutil
+
+    from mlstack.native.stack import Stack
+
+    s = stack.settings(StackSettings)
+    status = Stack(s).ctl("status", "mlflow", check=False).stdout.split()
+    assert status[1] == "RUNNING", status
+    server = psutil.Process(int(status[3].rstrip(",")))
+    assert "uvicorn" in server.cmdline() and f"{s.MLFLOW_PORT}" in server.cmdline(), server.cmdline()
+    assert server.children(recursive=True) == []
+
+
 def test_champion_loads_by_alias_and_predicts(stack, contract):
     mlflow.set_tracking_uri(stack.tracking_uri)
     model = mlflow.pyfunc.load_model("models:/house-price@champion")
@@ -84,13 +99,18 @@ def test_slots_run_under_gunicorn_and_aggregate_metrics_across_workers(stack, co
     from mlstack.settings import StackSettings
 
     s = stack.settings(StackSettings)
+
+    def served(port: int) -> float:
+        """This slot's 200s on /predict, every version's line summed (earlier tests' versions have lines too)."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+                   if ln.startswith("mlstack_requests_total{") and '"/predict"' in ln and 'status="200"' in ln)
+
     for slot, port in (("A", s.BACKEND_A_PORT), ("B", s.BACKEND_B_PORT)):
+        before = served(port)
         for _ in range(20):  # several requests land on both gunicorn workers
             status, body, headers = _post(f"http://127.0.0.1:{port}/predict", contract.example())
             assert status == 200 and body["variant"] == slot and headers["X-Model-Variant"] == slot
         status, body, _ = _post(f"http://127.0.0.1:{port}/predict", {"latitude": "x"})
         assert status == 422 and body["fields"]["latitude"].startswith("must be a number")
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        line = next(ln for ln in text.splitlines()
-                    if ln.startswith("mlstack_requests_total") and '"/predict"' in ln and 'status="200"' in ln)
-        assert float(line.rsplit(" ", 1)[1]) >= 20  # summed over workers, not one worker's view
+        assert served(port) - before >= 20  # summed over workers, not one worker's view

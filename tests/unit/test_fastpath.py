@@ -59,3 +59,36 @@ def test_malformed_trees_are_refused(contract, frame):
             "right": np.array([7, -1, -1]), "value": np.zeros(3), "missing_left": np.zeros(3, dtype=bool)}
     with pytest.raises(NotCompilable, match="malformed"):
         _flatten([tree], as_float32=False, scale=1.0, offset=0.0)
+
+
+def test_warm_loads_the_one_kernel_signature_serving_uses(tmp_path):
+    """A slot's master warms the kernel before forking; serving must then compile nothing more (a second
+    signature would be compiled again in every worker, privately)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numpy as np
+        from mlstack.contracts import get_contract
+        from mlstack.features import model_input
+        from mlstack.serving import fastpath
+        from mlstack.training.candidates import FAMILIES, build_model
+
+        fastpath.warm()
+        warmed = list(fastpath._forest.signatures)
+        contract = get_contract("california_housing")
+        frame = fastpath.probe_frame(contract)
+        x = model_input(frame, contract)
+        y = np.random.default_rng(0).uniform(20_000, 500_000, len(x))
+        family = FAMILIES["hist_gradient_boosting"]
+        model = build_model(contract, family, {**family.defaults, "max_iter": 5}, 0).fit(x, y)
+        compiled = fastpath.CompiledPipeline(model, contract)
+        compiled.predict_record(contract.example())
+        compiled.predict(frame)
+        print(len(warmed), len(fastpath._forest.signatures))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "NUMBA_CACHE_DIR": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1"]

@@ -122,3 +122,39 @@ def test_the_archive_task_finds_the_bucket_from_the_port_alone(monkeypatch):
     monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
     s = load(LifecycleSettings, S3_ACCESS_KEY_ID="k", S3_SECRET_ACCESS_KEY="s", S3_PORT=9123, PREDICTION_ID_SECRET="x" * 32)
     assert s.S3_ENDPOINT_URL == "http://127.0.0.1:9123"
+
+
+def test_pools_sized_auto_follow_the_cores_and_a_number_overrides(monkeypatch):
+    import mlstack.settings as settings
+
+    for n, expected in ((1, (1, 1, 2, 1)), (2, (2, 1, 2, 1)), (8, (4, 4, 8, 2)), (64, (4, 4, 8, 4))):
+        monkeypatch.setattr(settings, "cores", lambda n=n: n)
+        stack = StackSettings(_env_file=None, AIRFLOW_PARALLELISM="auto", **SECRETS)  # "auto" as .env writes it
+        sized = (BackendSettings(_env_file=None, PREDICTION_ID_SECRET="x" * 32).BACKEND_WORKERS,
+                 FrontendSettings(_env_file=None).FRONTEND_WORKERS, stack.AIRFLOW_PARALLELISM, stack.MLFLOW_WORKERS)
+        assert sized == expected, n
+    assert StackSettings(_env_file=None, AIRFLOW_PARALLELISM="3", **SECRETS).AIRFLOW_PARALLELISM == 3
+    with pytest.raises(ValidationError, match="BACKEND_WORKERS"):
+        BackendSettings(_env_file=None, PREDICTION_ID_SECRET="x" * 32, BACKEND_WORKERS="many")
+    with pytest.raises(ValidationError, match="BACKEND_WORKERS"):
+        BackendSettings(_env_file=None, PREDICTION_ID_SECRET="x" * 32, BACKEND_WORKERS=0)
+
+
+def test_start_scripts_size_pools_by_the_same_rule():
+    """The shell entrypoints (Airflow, MLflow) ask the settings module, so `auto` means one thing everywhere."""
+    import subprocess
+    import sys
+
+    from mlstack.settings import POOLS, cores
+
+    out = subprocess.run([sys.executable, "-m", "mlstack.settings", "pool", "AIRFLOW_PARALLELISM", "auto"],
+                         capture_output=True, text=True, check=True)
+    assert int(out.stdout) == POOLS["AIRFLOW_PARALLELISM"](cores())
+    out = subprocess.run([sys.executable, "-m", "mlstack.settings", "pool", "MLFLOW_WORKERS", "3"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "3" and not out.stderr
+    bad = subprocess.run([sys.executable, "-m", "mlstack.settings", "pool", "NOPE"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "usage" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "mlstack.settings", "pool", "MLFLOW_WORKERS", "0"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "MLFLOW_WORKERS must be a whole number" in bad.stderr
