@@ -69,7 +69,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/mlstack --create-home mlstack \
  && install -d -o mlstack -g mlstack /var/lib/mlstack/state
 COPY --from=build /opt/venv /opt/venv
-# Bytecode: the image holds none (all of site-packages compiled would add about 250 MB); each container
+# Bytecode: the image holds none (all of site-packages compiled would add a few hundred MB); each container
 # compiles what its service imports once, into its own /tmp/pycache (the service user cannot write the
 # code), so a restarted container (restart: unless-stopped) starts from bytecode, 3x faster.
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

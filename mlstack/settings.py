@@ -503,7 +503,15 @@ def process_env() -> dict[str, str]:
 if __name__ == "__main__":  # `python -m mlstack.settings pool NAME [VALUE]`: a pool's size, for the start scripts
     if len(sys.argv) not in (3, 4) or sys.argv[1] != "pool" or sys.argv[2] not in POOLS:
         sys.exit(f"usage: python -m mlstack.settings pool {{{','.join(POOLS)}}} [VALUE|auto]")
-    size = str(pool_size(sys.argv[2], sys.argv[3] if len(sys.argv) == 4 else "auto")).strip()
-    if not size.isdigit() or int(size) < 1:
-        sys.exit(f"{sys.argv[2]} must be a whole number of processes (1 or more) or auto, got {size!r}")
-    print(int(size))
+    from typing import Annotated
+
+    from pydantic import TypeAdapter, ValidationError
+
+    name = sys.argv[2]
+    field = next(cls.model_fields[name] for cls in (BackendSettings, FrontendSettings, StackSettings)
+                 if name in cls.model_fields)
+    value = pool_size(name, sys.argv[3] if len(sys.argv) == 4 else "auto")
+    try:  # the bounds of the setting itself (Field ge/le), as the services' settings check them
+        print(TypeAdapter(Annotated[int, *field.metadata]).validate_python(value))
+    except ValidationError as exc:
+        sys.exit(f"{name}: {exc.errors()[0]['msg']} (or auto), got {value!r}")

@@ -157,4 +157,7 @@ def test_start_scripts_size_pools_by_the_same_rule():
     assert bad.returncode != 0 and "usage" in bad.stderr
     bad = subprocess.run([sys.executable, "-m", "mlstack.settings", "pool", "MLFLOW_WORKERS", "0"],
                          capture_output=True, text=True)
-    assert bad.returncode != 0 and "MLFLOW_WORKERS must be a whole number" in bad.stderr
+    assert bad.returncode != 0 and "MLFLOW_WORKERS: Input should be greater than or equal to 1" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "mlstack.settings", "pool", "MLFLOW_WORKERS", "9"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "less than or equal to 8" in bad.stderr  # the setting's own bound
